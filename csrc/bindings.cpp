@@ -1,0 +1,110 @@
+// The pybind11 module fastpid._C: thin wrappers that take validated, contiguous float64
+// arrays of shape (batch, n1, n2, ny) from the Python layer and return the per-distribution
+// solver outputs as numpy arrays. No torch here: Python owns devices and dtypes.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "fastpid/pid.hpp"
+
+namespace py = pybind11;
+using fastpid::Shape;
+using fastpid::SolveOutputs;
+using fastpid::SolverOptions;
+
+namespace {
+
+using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+Shape shape_of(const Array& P) {
+  if (P.ndim() != 4) throw std::invalid_argument("expected an array of shape (batch, n1, n2, ny)");
+  return Shape{P.shape(0), int(P.shape(1)), int(P.shape(2)), int(P.shape(3))};
+}
+
+template <typename Kernel>
+py::dict run(Kernel kernel, const Array& P, double tol, int max_iter, bool coupling, bool duals,
+             int threads) {
+  const Shape s = shape_of(P);
+  py::array_t<double> value(s.batch), bound(s.batch);
+  py::array_t<uint8_t> converged(s.batch);
+  py::array_t<int32_t> iterations(s.batch);
+  py::dict result;
+  SolveOutputs out;
+  out.value = value.mutable_data();
+  out.bound = bound.mutable_data();
+  out.converged = converged.mutable_data();
+  out.iterations = iterations.mutable_data();
+  if (coupling) {
+    py::array_t<double> q({s.batch, int64_t(s.n1), int64_t(s.n2), int64_t(s.ny)});
+    out.coupling = q.mutable_data();
+    result["coupling"] = q;
+  }
+  if (duals) {
+    py::array_t<double> d1({s.batch, int64_t(s.n1), int64_t(s.ny)});
+    py::array_t<double> d2({s.batch, int64_t(s.n2), int64_t(s.ny)});
+    out.dual1 = d1.mutable_data();
+    out.dual2 = d2.mutable_data();
+    result["dual1"] = d1;
+    result["dual2"] = d2;
+  }
+  SolverOptions opt;
+  opt.tol = tol;
+  opt.max_iter = max_iter;
+  const double* p = P.data();
+  {
+    py::gil_scoped_release release;
+    kernel(p, s, opt, out, threads);
+  }
+  result["value"] = value;
+  result["bound"] = bound;
+  result["converged"] = converged.attr("astype")("bool");
+  result["iterations"] = iterations;
+  return result;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastpid native kernels (CPU, and CUDA when compiled)";
+  m.def(
+      "exact_cpu",
+      [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads) {
+        return run(fastpid::exact_cpu, P, tol, max_iter, coupling, duals, threads);
+      },
+      py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("coupling") = false,
+      py::arg("duals") = false, py::arg("threads") = 0,
+      "Exact solve of every distribution in P (batch, n1, n2, ny); tol in nats.");
+  m.def(
+      "proxy_cpu",
+      [](const Array& P, double tol, bool coupling, bool duals, int threads) {
+        return run(fastpid::proxy_cpu, P, tol, 0, coupling, duals, threads);
+      },
+      py::arg("P"), py::arg("tol"), py::arg("coupling") = false, py::arg("duals") = false,
+      py::arg("threads") = 0, "Closed-form proxy of every distribution in P; tol in nats.");
+  m.def("build_info", []() {
+    py::dict info;
+    info["version"] = FASTPID_VERSION;
+#if defined(__clang__)
+    info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    info["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+    info["compiler"] = "unknown";
+#endif
+#ifdef FASTPID_WITH_OPENMP
+    info["openmp"] = true;
+#else
+    info["openmp"] = false;
+#endif
+    info["max_threads"] = fastpid::max_threads();
+#ifdef FASTPID_WITH_CUDA
+    info["cuda"] = true;
+    info["cuda_architectures"] = FASTPID_CUDA_ARCHS;
+#else
+    info["cuda"] = false;
+    info["cuda_architectures"] = "";
+#endif
+    return info;
+  });
+}

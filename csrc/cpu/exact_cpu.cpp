@@ -1,0 +1,651 @@
+// Exact BROJA solver on the CPU: a primal-dual interior-point method on the dual problem
+//
+//     max_{alpha, beta}  sum alpha(x1,y) P(x1,y) + sum beta(x2,y) P(x2,y)
+//     s.t.  s_c = -logsumexp_y(alpha(x1,y) + beta(x2,y)) >= 0   for every cell c = (x1, x2)
+//
+// whose multipliers m_c are the cell masses of the optimal coupling,
+// Q(x1,x2,y) = m_c softmax_y(alpha + beta). Only the entries with P(x1,y) > 0 and P(x2,y) > 0
+// are variables ("triples"); the rest of Q is zero in every feasible coupling.
+//
+// Each Newton system has (n1 + n2) ny unknowns. Its matrix is sum_c E_c Z_c E_c^T with
+// Z_c = diag(Q_c) + (m_c / s_c - m_c) p_c p_c^T, where E_c scatters the triples of cell c to
+// their alpha and beta entries. The alpha unknowns of one x1 couple only to each other and to
+// beta, so they are eliminated block by block (n1 dense blocks of at most ny x ny), leaving a
+// dense Schur complement on beta, of the side with fewer variables (the sides are swapped
+// internally when that is x1). One beta per label is pinned to fix the gauge freedom
+// (alpha + c(y), beta - c(y)).
+//
+// Every iteration also produces a certificate: the dual point is strictly feasible, and the
+// coupling is rounded exactly onto the marginal constraints (per label, scale rows and columns
+// down, then add the rank-one correction of the remaining mass), so
+//     dual objective <= optimum <= f(rounded coupling)
+// and their difference is the certified bound on every PID atom.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "fastpid/pid.hpp"
+
+#ifdef FASTPID_WITH_OPENMP
+#include <omp.h>
+#endif
+
+namespace fastpid {
+namespace {
+
+constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule of the line search
+constexpr double kBacktrack = 0.9;
+
+// In-place Cholesky factorisation of a symmetric positive (semi)definite matrix stored
+// row-major in the lower triangle. A pivot that is not safely positive comes from a
+// direction the constraints do not determine (an ill-conditioned interior-point system);
+// it is replaced by a huge value, which sets the step along that direction to zero.
+void cholesky(double* A, int n) {
+  for (int j = 0; j < n; ++j) {
+    double* rj = A + int64_t(j) * n;
+    double d = rj[j];
+#pragma omp simd reduction(- : d)
+    for (int k = 0; k < j; ++k) d -= rj[k] * rj[k];
+    const double scale = std::abs(rj[j]) + 1e-300;
+    double ljj = d > 1e-14 * scale ? std::sqrt(d) : 1e64;
+    rj[j] = ljj;
+    const double inv = 1.0 / ljj;
+    for (int i = j + 1; i < n; ++i) {
+      double* ri = A + int64_t(i) * n;
+      double v = ri[j];
+#pragma omp simd reduction(- : v)
+      for (int k = 0; k < j; ++k) v -= ri[k] * rj[k];
+      ri[j] = v * inv;
+    }
+  }
+}
+
+// Solves L L^T x = b in place, L from cholesky().
+void cholesky_solve(const double* L, int n, double* b) {
+  for (int i = 0; i < n; ++i) {
+    const double* ri = L + int64_t(i) * n;
+    double v = b[i];
+#pragma omp simd reduction(- : v)
+    for (int k = 0; k < i; ++k) v -= ri[k] * b[k];
+    b[i] = v / ri[i];
+  }
+  for (int i = n - 1; i >= 0; --i) {
+    double v = b[i];
+    for (int k = i + 1; k < n; ++k) v -= L[int64_t(k) * n + i] * b[k];
+    b[i] = v / L[int64_t(i) * n + i];
+  }
+}
+
+// Sparse structure of one distribution, in the internal orientation (side "a" is eliminated,
+// side "b" is kept in the Schur complement).
+struct Structure {
+  int n1 = 0, n2 = 0, ny = 0;
+  bool swapped = false;           // internal x1 is the caller's x2
+  int nA = 0, nB = 0;             // alpha and beta variables (entries with positive marginal)
+  std::vector<int> a_start;       // (n1 + 1): alpha variables of x1 are a_start[x1] ..
+  std::vector<int> a_index;       // (n1 * ny): variable of (x1, y), or -1
+  std::vector<int> b_index;       // (n2 * ny): variable of (x2, y), or -1
+  std::vector<double> pa, pb;     // marginal mass of each alpha / beta variable
+  std::vector<int> cell_start;    // (C + 1): triples of cell c
+  std::vector<int> cell_x1, cell_x2;  // (C)
+  std::vector<int> x1_cell_start; // (n1 + 1): cells of x1 (cells are sorted by x1, then x2)
+  std::vector<int> t_a, t_b, t_y; // triple -> alpha variable, beta variable, label
+  std::vector<char> pinned;       // (nB): beta variables held fixed to remove the gauge
+  std::vector<double> y_mass;     // (ny)
+  int cells() const { return int(cell_x1.size()); }
+  int triples() const { return int(t_a.size()); }
+};
+
+inline double entry(const double* P, const Shape& s, bool swapped, int x1, int x2, int y) {
+  return swapped ? P[(int64_t(x2) * s.n2 + x1) * s.ny + y] : P[(int64_t(x1) * s.n2 + x2) * s.ny + y];
+}
+
+void build_structure(const double* P, const Shape& shape, Structure& st) {
+  const int ny = shape.ny;
+  std::vector<double> m1(int64_t(shape.n1) * ny, 0.0), m2(int64_t(shape.n2) * ny, 0.0);
+  for (int x1 = 0; x1 < shape.n1; ++x1)
+    for (int x2 = 0; x2 < shape.n2; ++x2)
+      for (int y = 0; y < ny; ++y) {
+        const double v = P[(int64_t(x1) * shape.n2 + x2) * ny + y];
+        m1[int64_t(x1) * ny + y] += v;
+        m2[int64_t(x2) * ny + y] += v;
+      }
+  int64_t c1 = std::count_if(m1.begin(), m1.end(), [](double v) { return v > 0; });
+  int64_t c2 = std::count_if(m2.begin(), m2.end(), [](double v) { return v > 0; });
+  // Keep the side with fewer variables in the dense Schur complement.
+  st.swapped = c2 > c1;
+  const std::vector<double>& ma = st.swapped ? m2 : m1;
+  const std::vector<double>& mb = st.swapped ? m1 : m2;
+  st.n1 = st.swapped ? shape.n2 : shape.n1;
+  st.n2 = st.swapped ? shape.n1 : shape.n2;
+  st.ny = ny;
+
+  st.a_index.assign(int64_t(st.n1) * ny, -1);
+  st.b_index.assign(int64_t(st.n2) * ny, -1);
+  st.a_start.assign(st.n1 + 1, 0);
+  st.pa.clear();
+  st.pb.clear();
+  for (int x1 = 0; x1 < st.n1; ++x1) {
+    st.a_start[x1] = int(st.pa.size());
+    for (int y = 0; y < ny; ++y)
+      if (ma[int64_t(x1) * ny + y] > 0) {
+        st.a_index[int64_t(x1) * ny + y] = int(st.pa.size());
+        st.pa.push_back(ma[int64_t(x1) * ny + y]);
+      }
+  }
+  st.a_start[st.n1] = int(st.pa.size());
+  for (int x2 = 0; x2 < st.n2; ++x2)
+    for (int y = 0; y < ny; ++y)
+      if (mb[int64_t(x2) * ny + y] > 0) {
+        st.b_index[int64_t(x2) * ny + y] = int(st.pb.size());
+        st.pb.push_back(mb[int64_t(x2) * ny + y]);
+      }
+  st.nA = int(st.pa.size());
+  st.nB = int(st.pb.size());
+
+  st.y_mass.assign(ny, 0.0);
+  for (int x2 = 0; x2 < st.n2; ++x2)
+    for (int y = 0; y < ny; ++y) st.y_mass[y] += mb[int64_t(x2) * ny + y];
+
+  st.cell_start.clear();
+  st.cell_x1.clear();
+  st.cell_x2.clear();
+  st.t_a.clear();
+  st.t_b.clear();
+  st.t_y.clear();
+  st.x1_cell_start.assign(st.n1 + 1, 0);
+  for (int x1 = 0; x1 < st.n1; ++x1) {
+    st.x1_cell_start[x1] = int(st.cell_x1.size());
+    for (int x2 = 0; x2 < st.n2; ++x2) {
+      const int first = int(st.t_a.size());
+      for (int y = 0; y < ny; ++y) {
+        const int a = st.a_index[int64_t(x1) * ny + y], b = st.b_index[int64_t(x2) * ny + y];
+        if (a < 0 || b < 0) continue;
+        st.t_a.push_back(a);
+        st.t_b.push_back(b);
+        st.t_y.push_back(y);
+      }
+      if (int(st.t_a.size()) > first) {
+        st.cell_start.push_back(first);
+        st.cell_x1.push_back(x1);
+        st.cell_x2.push_back(x2);
+      }
+    }
+  }
+  st.x1_cell_start[st.n1] = int(st.cell_x1.size());
+  st.cell_start.push_back(int(st.t_a.size()));
+
+  // Pin, for every label, the beta variable of largest mass.
+  st.pinned.assign(st.nB, 0);
+  for (int y = 0; y < ny; ++y) {
+    int best = -1;
+    double best_mass = 0;
+    for (int x2 = 0; x2 < st.n2; ++x2) {
+      const int b = st.b_index[int64_t(x2) * ny + y];
+      if (b >= 0 && st.pb[b] > best_mass) best = b, best_mass = st.pb[b];
+    }
+    if (best >= 0) st.pinned[best] = 1;
+  }
+}
+
+// Per-thread storage of one solve; reused across the distributions a thread handles.
+struct Workspace {
+  Structure st;
+  std::vector<double> lam, m, s, s_true, p, q, trial_lam, trial_s, trial_p;
+  std::vector<double> rd, rhs, dlam, dm, ds, comp, target, ds_aff, dm_aff, x1_violation;
+  std::vector<double> Lblocks, Xblocks, S, U, ya;
+  std::vector<int64_t> l_off, x_off;
+  std::vector<double> q_round, row_sum, col_sum, y_norm, cell_mass;
+  std::vector<double> best_q, best_lam;
+};
+
+// s_c = -logsumexp over the cell's triples of lam_a + lam_b, and the softmax p.
+void cell_slacks(const Structure& st, const double* lam, double* s, double* p) {
+  const int C = st.cells();
+  for (int c = 0; c < C; ++c) {
+    const int t0 = st.cell_start[c], t1 = st.cell_start[c + 1];
+    double zmax = -std::numeric_limits<double>::infinity();
+    for (int t = t0; t < t1; ++t) zmax = std::max(zmax, lam[st.t_a[t]] + lam[st.nA + st.t_b[t]]);
+    double sum = 0;
+    for (int t = t0; t < t1; ++t) {
+      p[t] = std::exp(lam[st.t_a[t]] + lam[st.nA + st.t_b[t]] - zmax);
+      sum += p[t];
+    }
+    const double inv = 1.0 / sum;
+    for (int t = t0; t < t1; ++t) p[t] *= inv;
+    s[c] = -(zmax + std::log(sum));
+  }
+}
+
+// Objective f(Q) = sum Q log(Q / m) = -H_Q(Y|X1,X2) of an exactly feasible rounding of Q.
+// Writes the rounded coupling to q_round.
+double rounded_objective(const Structure& st, Workspace& w, const double* q) {
+  const int T = st.triples(), C = st.cells();
+  double* qr = w.q_round.data();
+  std::fill(w.row_sum.begin(), w.row_sum.end(), 0.0);
+  std::fill(w.col_sum.begin(), w.col_sum.end(), 0.0);
+  for (int t = 0; t < T; ++t) {
+    qr[t] = q[t] > 0 ? q[t] : 0.0;
+    w.row_sum[st.t_a[t]] += qr[t];
+  }
+  for (int t = 0; t < T; ++t) {
+    const double r = w.row_sum[st.t_a[t]], target = st.pa[st.t_a[t]];
+    if (r > target) qr[t] *= target / r;
+    w.col_sum[st.t_b[t]] += qr[t];
+  }
+  for (int t = 0; t < T; ++t) {
+    const double c = w.col_sum[st.t_b[t]], target = st.pb[st.t_b[t]];
+    if (c > target) qr[t] *= target / c;
+  }
+  // Remaining row and column deficits (non-negative), corrected by a rank-one term per label.
+  std::fill(w.row_sum.begin(), w.row_sum.end(), 0.0);
+  std::fill(w.col_sum.begin(), w.col_sum.end(), 0.0);
+  for (int t = 0; t < T; ++t) {
+    w.row_sum[st.t_a[t]] += qr[t];
+    w.col_sum[st.t_b[t]] += qr[t];
+  }
+  std::fill(w.y_norm.begin(), w.y_norm.end(), 0.0);
+  for (int x1 = 0; x1 < st.n1; ++x1)
+    for (int y = 0; y < st.ny; ++y) {
+      const int a = st.a_index[int64_t(x1) * st.ny + y];
+      if (a < 0) continue;
+      w.row_sum[a] = std::max(st.pa[a] - w.row_sum[a], 0.0);
+      w.y_norm[y] += w.row_sum[a];
+    }
+  for (int b = 0; b < st.nB; ++b) w.col_sum[b] = std::max(st.pb[b] - w.col_sum[b], 0.0);
+  for (int t = 0; t < T; ++t) {
+    const double norm = w.y_norm[st.t_y[t]];
+    if (norm > 0) qr[t] += w.row_sum[st.t_a[t]] * w.col_sum[st.t_b[t]] / norm;
+  }
+  double f = 0;
+  for (int c = 0; c < C; ++c) {
+    double mass = 0, ent = 0;
+    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
+      mass += qr[t];
+      ent += xlogx(qr[t]);
+    }
+    f += ent - xlogx(mass);
+  }
+  return f;
+}
+
+// Factorises the Newton matrix sum_c E_c Z_c E_c^T by block elimination of alpha.
+// Z_c = diag(Q) + d_c p p^T with Q = m_c p and d_c = m_c / s_c - m_c.
+void factorize(const Structure& st, Workspace& w) {
+  const int nB = st.nB;
+  std::fill(w.S.begin(), w.S.end(), 0.0);
+  for (int x1 = 0; x1 < st.n1; ++x1) {
+    const int a0 = st.a_start[x1], k = st.a_start[x1 + 1] - a0;
+    const int c0 = st.x1_cell_start[x1], c1 = st.x1_cell_start[x1 + 1];
+    if (k == 0 || c0 == c1) continue;
+    const int t_first = st.cell_start[c0], nJ = st.cell_start[c1] - t_first;
+    double* L = w.Lblocks.data() + w.l_off[x1];
+    double* X = w.Xblocks.data() + w.x_off[x1];
+    std::fill(L, L + int64_t(k) * k, 0.0);
+    std::fill(X, X + int64_t(k) * nJ, 0.0);
+    for (int c = c0; c < c1; ++c) {
+      const int t0 = st.cell_start[c], t1 = st.cell_start[c + 1];
+      const double m = w.m[c], d = m / w.s[c] - m;
+      for (int t = t0; t < t1; ++t) {
+        const int la = st.t_a[t] - a0, j = t - t_first, bt = st.t_b[t];
+        const double pt = w.p[t];
+        for (int u = t0; u < t1; ++u) {
+          double z = d * pt * w.p[u];
+          if (u == t) z += m * pt;
+          const int lu = st.t_a[u] - a0, bu = st.t_b[u];
+          if (lu <= la) L[int64_t(la) * k + lu] += z;  // alpha-alpha block of x1
+          X[int64_t(lu) * nJ + j] += z;                 // alpha-beta coupling
+          if (bu <= bt) w.S[int64_t(bt) * nB + bu] += z;  // beta-beta block
+        }
+      }
+    }
+    cholesky(L, k);
+    // X <- L^{-1} X, row by row.
+    for (int i = 0; i < k; ++i) {
+      double* xi = X + int64_t(i) * nJ;
+      for (int r = 0; r < i; ++r) {
+        const double l = L[int64_t(i) * k + r];
+        const double* xr = X + int64_t(r) * nJ;
+        for (int j = 0; j < nJ; ++j) xi[j] -= l * xr[j];
+      }
+      const double inv = 1.0 / L[int64_t(i) * k + i];
+      for (int j = 0; j < nJ; ++j) xi[j] *= inv;
+    }
+    // S -= X^T X on the beta variables of these triples (increasing with j). Each row of
+    // the update is accumulated in registers over the k rows of X and then scattered once.
+    double* row = w.U.data();
+    const int* bj = st.t_b.data() + t_first;
+    for (int j = 0; j < nJ; ++j) {
+      std::fill(row, row + j + 1, 0.0);
+      for (int i = 0; i < k; ++i) {
+        const double* xi = X + int64_t(i) * nJ;
+        const double v = xi[j];
+        if (v == 0.0) continue;
+#pragma omp simd
+        for (int jj = 0; jj <= j; ++jj) row[jj] += v * xi[jj];
+      }
+      double* srow = w.S.data() + int64_t(bj[j]) * nB;
+      if (bj[j] - bj[0] == j) {  // contiguous beta block: the common, dense case
+        double* dst = srow + bj[0];
+#pragma omp simd
+        for (int jj = 0; jj <= j; ++jj) dst[jj] -= row[jj];
+      } else {
+        for (int jj = 0; jj <= j; ++jj) srow[bj[jj]] -= row[jj];
+      }
+    }
+  }
+  for (int b = 0; b < nB; ++b)
+    if (st.pinned[b]) {
+      for (int j = 0; j < nB; ++j) w.S[int64_t(b) * nB + j] = w.S[int64_t(j) * nB + b] = 0.0;
+      w.S[int64_t(b) * nB + b] = 1.0;
+    }
+  cholesky(w.S.data(), nB);
+}
+
+// Solves the factorised Newton system for the right-hand side w.rhs into w.dlam.
+void solve_newton(const Structure& st, Workspace& w) {
+  const int nA = st.nA, nB = st.nB;
+  double* rb = w.dlam.data() + nA;
+  std::copy(w.rhs.begin() + nA, w.rhs.begin() + nA + nB, rb);
+  for (int x1 = 0; x1 < st.n1; ++x1) {
+    const int a0 = st.a_start[x1], k = st.a_start[x1 + 1] - a0;
+    const int c0 = st.x1_cell_start[x1], c1 = st.x1_cell_start[x1 + 1];
+    if (k == 0 || c0 == c1) continue;
+    const int t_first = st.cell_start[c0], nJ = st.cell_start[c1] - t_first;
+    const double* L = w.Lblocks.data() + w.l_off[x1];
+    const double* X = w.Xblocks.data() + w.x_off[x1];
+    double* y = w.ya.data() + a0;
+    for (int i = 0; i < k; ++i) {
+      double v = w.rhs[a0 + i];
+      for (int r = 0; r < i; ++r) v -= L[int64_t(i) * k + r] * y[r];
+      y[i] = v / L[int64_t(i) * k + i];
+    }
+    for (int i = 0; i < k; ++i) {
+      const double* xi = X + int64_t(i) * nJ;
+      for (int j = 0; j < nJ; ++j) rb[st.t_b[t_first + j]] -= xi[j] * y[i];
+    }
+  }
+  for (int b = 0; b < nB; ++b)
+    if (st.pinned[b]) rb[b] = 0.0;
+  cholesky_solve(w.S.data(), nB, rb);
+  for (int x1 = 0; x1 < st.n1; ++x1) {
+    const int a0 = st.a_start[x1], k = st.a_start[x1 + 1] - a0;
+    const int c0 = st.x1_cell_start[x1], c1 = st.x1_cell_start[x1 + 1];
+    if (k == 0 || c0 == c1) continue;
+    const int t_first = st.cell_start[c0], nJ = st.cell_start[c1] - t_first;
+    const double* L = w.Lblocks.data() + w.l_off[x1];
+    const double* X = w.Xblocks.data() + w.x_off[x1];
+    double* y = w.ya.data() + a0;
+    double* da = w.dlam.data() + a0;
+    for (int i = 0; i < k; ++i) {
+      const double* xi = X + int64_t(i) * nJ;
+      double v = y[i];
+      for (int j = 0; j < nJ; ++j) v -= xi[j] * rb[st.t_b[t_first + j]];
+      da[i] = v;
+    }
+    for (int i = k - 1; i >= 0; --i) {
+      double v = da[i];
+      for (int r = i + 1; r < k; ++r) v -= L[int64_t(r) * k + i] * da[r];
+      da[i] = v / L[int64_t(i) * k + i];
+    }
+  }
+}
+
+// Newton direction of the system
+//     sum_c m_c grad LSE_c = P,   s_c + LSE_c(lambda) = 0,   m_c s_c = target_c
+// for the targets in w.target: fills w.dlam, w.dm and w.ds.
+void direction(const Structure& st, Workspace& w) {
+  const int C = st.cells(), N = st.nA + st.nB;
+  for (int c = 0; c < C; ++c)
+    w.comp[c] = (w.target[c] - w.m[c] * w.s[c] + w.m[c] * (w.s[c] - w.s_true[c])) / w.s[c];
+  std::copy(w.rd.begin(), w.rd.end(), w.rhs.begin());
+  for (int c = 0; c < C; ++c)
+    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
+      const double v = w.p[t] * w.comp[c];
+      w.rhs[st.t_a[t]] -= v;
+      w.rhs[st.nA + st.t_b[t]] -= v;
+    }
+  std::fill(w.dlam.begin(), w.dlam.begin() + N, 0.0);
+  solve_newton(st, w);
+  for (int c = 0; c < C; ++c) {
+    double g = 0;
+    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t)
+      g += w.p[t] * (w.dlam[st.t_a[t]] + w.dlam[st.nA + st.t_b[t]]);
+    w.ds[c] = w.s_true[c] - w.s[c] - g;
+    w.dm[c] = w.comp[c] + w.m[c] / w.s[c] * g;
+  }
+}
+
+// Longest step along (w.dm, w.ds), up to 1, that keeps every multiplier and slack positive
+// with the fraction-to-boundary rule.
+double step_length(const Workspace& w, int C) {
+  double step = 1.0;
+  for (int c = 0; c < C; ++c) {
+    if (w.dm[c] < 0) step = std::min(step, -kStepToBoundary * w.m[c] / w.dm[c]);
+    if (w.ds[c] < 0) step = std::min(step, -kStepToBoundary * w.s[c] / w.ds[c]);
+  }
+  return step;
+}
+
+struct SolveResult {
+  double value, bound;
+  int iterations;
+};
+
+SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& opt, Workspace& w,
+                      double* coupling_out, double* dual1_out, double* dual2_out) {
+  Structure& st = w.st;
+  build_structure(P, shape, st);
+  const int nA = st.nA, nB = st.nB, N = nA + nB, C = st.cells(), T = st.triples();
+
+  w.lam.assign(N, 0.0);
+  w.m.assign(C, 0.0);
+  w.s.assign(C, 0.0);
+  w.s_true.assign(C, 0.0);
+  w.p.assign(T, 0.0);
+  w.q.assign(T, 0.0);
+  w.trial_lam.assign(N, 0.0);
+  w.trial_s.assign(C, 0.0);
+  w.trial_p.assign(T, 0.0);
+  w.ds.assign(C, 0.0);
+  w.target.assign(C, 0.0);
+  w.x1_violation.assign(st.n1, 0.0);
+  w.rd.assign(N, 0.0);
+  w.rhs.assign(N, 0.0);
+  w.dlam.assign(N, 0.0);
+  w.dm.assign(C, 0.0);
+  w.comp.assign(C, 0.0);
+  w.ds_aff.assign(C, 0.0);
+  w.dm_aff.assign(C, 0.0);
+  w.ya.assign(nA, 0.0);
+  w.q_round.assign(T, 0.0);
+  w.row_sum.assign(nA, 0.0);
+  w.col_sum.assign(nB, 0.0);
+  w.y_norm.assign(st.ny, 0.0);
+  w.best_q.assign(T, 0.0);
+  w.best_lam.assign(N, 0.0);
+  w.l_off.assign(st.n1 + 1, 0);
+  w.x_off.assign(st.n1 + 1, 0);
+  int64_t max_nJ = 0;
+  for (int x1 = 0; x1 < st.n1; ++x1) {
+    const int k = st.a_start[x1 + 1] - st.a_start[x1];
+    const int nJ = st.cell_start[st.x1_cell_start[x1 + 1]] - st.cell_start[st.x1_cell_start[x1]];
+    w.l_off[x1 + 1] = w.l_off[x1] + int64_t(k) * k;
+    w.x_off[x1 + 1] = w.x_off[x1] + int64_t(k) * nJ;
+    max_nJ = std::max<int64_t>(max_nJ, nJ);
+  }
+  w.Lblocks.assign(w.l_off[st.n1], 0.0);
+  w.Xblocks.assign(w.x_off[st.n1], 0.0);
+  w.U.assign(max_nJ, 0.0);
+  w.S.assign(int64_t(nB) * nB, 0.0);
+
+  // Start: the dual point of the closed-form proxy, alpha = log P(y|x1) - log 2 (strictly
+  // feasible), beta = log P(x2|y), and cell masses of the proxy coupling.
+  std::vector<double> x1_mass(st.n1, 0.0);
+  for (int x1 = 0; x1 < st.n1; ++x1)
+    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) x1_mass[x1] += st.pa[a];
+  for (int x1 = 0; x1 < st.n1; ++x1)
+    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a)
+      w.lam[a] = std::log(st.pa[a] / x1_mass[x1]) - std::log(2.0);
+  for (int x2 = 0; x2 < st.n2; ++x2)
+    for (int y = 0; y < st.ny; ++y) {
+      const int b = st.b_index[int64_t(x2) * st.ny + y];
+      if (b >= 0) w.lam[nA + b] = std::log(st.pb[b] / st.y_mass[y]);
+    }
+  for (int c = 0; c < C; ++c) {
+    double mass = 0;
+    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t)
+      mass += st.pa[st.t_a[t]] * st.pb[st.t_b[t]] / st.y_mass[st.t_y[t]];
+    w.m[c] = mass + 1e-3 / C;
+  }
+  cell_slacks(st, w.lam.data(), w.s_true.data(), w.p.data());
+  std::copy(w.s_true.begin(), w.s_true.end(), w.s.begin());
+
+  double best_f = std::numeric_limits<double>::infinity();
+  double best_dual = -std::numeric_limits<double>::infinity();
+  int it = 0;
+  for (;; ++it) {
+    // Residuals of the marginal constraints at the current point (w.s_true and w.p hold
+    // -LSE and the softmax of every cell at w.lam).
+    std::copy(st.pa.begin(), st.pa.end(), w.rd.begin());
+    std::copy(st.pb.begin(), st.pb.end(), w.rd.begin() + nA);
+    for (int c = 0; c < C; ++c)
+      for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
+        w.q[t] = w.m[c] * w.p[t];
+        w.rd[st.t_a[t]] -= w.q[t];
+        w.rd[nA + st.t_b[t]] -= w.q[t];
+      }
+    // Certificate. Dual: lambda made feasible by lowering the alphas of each x1 by the largest
+    // violation of its cells (alpha(x1, .) - v shifts every LSE of x1's cells by -v).
+    std::fill(w.x1_violation.begin(), w.x1_violation.end(), 0.0);
+    for (int c = 0; c < C; ++c)
+      w.x1_violation[st.cell_x1[c]] = std::max(w.x1_violation[st.cell_x1[c]], -w.s_true[c]);
+    double dual = 0;
+    for (int x1 = 0; x1 < st.n1; ++x1)
+      for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a)
+        dual += (w.lam[a] - w.x1_violation[x1]) * st.pa[a];
+    for (int v = 0; v < nB; ++v) dual += w.lam[nA + v] * st.pb[v];
+    if (dual > best_dual) {
+      best_dual = dual;
+      for (int x1 = 0; x1 < st.n1; ++x1)
+        for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a)
+          w.best_lam[a] = w.lam[a] - w.x1_violation[x1];
+      std::copy(w.lam.begin() + nA, w.lam.end(), w.best_lam.begin() + nA);
+    }
+    // Primal: the coupling m * p rounded exactly onto the constraints.
+    const double f = rounded_objective(st, w, w.q.data());
+    if (f < best_f) {
+      best_f = f;
+      std::copy(w.q_round.begin(), w.q_round.end(), w.best_q.begin());
+    }
+    if (best_f - best_dual <= opt.tol || it >= opt.max_iter || C == 0) break;
+
+    double mu = 0;
+    for (int c = 0; c < C; ++c) mu += w.m[c] * w.s[c];
+    mu /= C;
+    factorize(st, w);
+
+    // Mehrotra predictor-corrector: the affine direction chooses the centring parameter and
+    // supplies the second-order term of the complementarity products.
+    std::fill(w.target.begin(), w.target.end(), 0.0);
+    direction(st, w);
+    double step = step_length(w, C);
+    double mu_aff = 0;
+    for (int c = 0; c < C; ++c) mu_aff += (w.m[c] + step * w.dm[c]) * (w.s[c] + step * w.ds[c]);
+    mu_aff /= C;
+    const double ratio = std::min(1.0, std::max(mu_aff / mu, 0.0));
+    const double sigma = ratio * ratio * ratio;
+    for (int c = 0; c < C; ++c) w.target[c] = sigma * mu - w.dm[c] * w.ds[c];
+    direction(st, w);
+    step = step_length(w, C);
+    // Safeguard of the nonlinear constraints: shorten the step until the true slacks stay
+    // clear of the boundary, so the dual point stays strictly feasible and a Newton step
+    // that the linearisation of LSE mispredicts (far from the optimum, or with tiny
+    // probabilities) cannot throw the iterate away.
+    double viol_old = 0;
+    for (int c = 0; c < C; ++c) viol_old = std::max(viol_old, -w.s_true[c]);
+    bool accepted = false;
+    for (int tries = 0; tries < 60 && step > 1e-12; ++tries, step *= kBacktrack) {
+      for (int v = 0; v < N; ++v) w.trial_lam[v] = w.lam[v] + step * w.dlam[v];
+      cell_slacks(st, w.trial_lam.data(), w.trial_s.data(), w.trial_p.data());
+      double viol_new = 0;
+      for (int c = 0; c < C; ++c) viol_new = std::max(viol_new, -w.trial_s[c]);
+      if (viol_new <= viol_old + 10 * mu) {
+        accepted = true;
+        break;
+      }
+    }
+    if (!accepted) break;  // no progress possible: keep the certificate reached so far
+    std::swap(w.lam, w.trial_lam);
+    std::swap(w.s_true, w.trial_s);
+    std::swap(w.p, w.trial_p);
+    for (int c = 0; c < C; ++c) {
+      w.m[c] += step * w.dm[c];
+      w.s[c] += step * w.ds[c];
+    }
+  }
+
+  if (coupling_out) {
+    std::fill(coupling_out, coupling_out + shape.size(), 0.0);
+    for (int c = 0; c < C; ++c) {
+      const int x1 = st.cell_x1[c], x2 = st.cell_x2[c];
+      for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
+        const int i1 = st.swapped ? x2 : x1, i2 = st.swapped ? x1 : x2;
+        coupling_out[(int64_t(i1) * shape.n2 + i2) * shape.ny + st.t_y[t]] = w.best_q[t];
+      }
+    }
+  }
+  if (dual1_out || dual2_out) {
+    double* da = st.swapped ? dual2_out : dual1_out;
+    double* db = st.swapped ? dual1_out : dual2_out;
+    for (int x1 = 0; x1 < st.n1; ++x1)
+      for (int y = 0; y < st.ny; ++y) {
+        const int a = st.a_index[int64_t(x1) * st.ny + y];
+        if (da) da[int64_t(x1) * st.ny + y] = a >= 0 ? w.best_lam[a] : 0.0;
+      }
+    for (int x2 = 0; x2 < st.n2; ++x2)
+      for (int y = 0; y < st.ny; ++y) {
+        const int b = st.b_index[int64_t(x2) * st.ny + y];
+        if (db) db[int64_t(x2) * st.ny + y] = b >= 0 ? w.best_lam[nA + b] : 0.0;
+      }
+  }
+  return {-best_f, std::max(best_f - best_dual, 0.0), it};
+}
+
+}  // namespace
+
+void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,
+               int num_threads) {
+  const int64_t per = shape.size();
+#ifdef FASTPID_WITH_OPENMP
+  if (num_threads <= 0) num_threads = omp_get_max_threads();
+#pragma omp parallel num_threads(num_threads)
+#endif
+  {
+    Workspace w;
+#ifdef FASTPID_WITH_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (int64_t b = 0; b < shape.batch; ++b) {
+      const SolveResult r =
+          solve_one(P + b * per, shape, options, w, out.coupling ? out.coupling + b * per : nullptr,
+                    out.dual1 ? out.dual1 + b * int64_t(shape.n1) * shape.ny : nullptr,
+                    out.dual2 ? out.dual2 + b * int64_t(shape.n2) * shape.ny : nullptr);
+      out.value[b] = r.value;
+      out.bound[b] = r.bound;
+      out.converged[b] = r.bound <= options.tol && std::isfinite(r.value);
+      out.iterations[b] = r.iterations;
+    }
+  }
+}
+
+int max_threads() {
+#ifdef FASTPID_WITH_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+}  // namespace fastpid

@@ -1,0 +1,63 @@
+// Plain C++ interface shared by the CPU and CUDA kernels of fastpid.
+//
+// Every kernel works on a batch of joint distributions P[b, x1, x2, y] stored contiguously
+// in float64 (shape (batch, n1, n2, ny)), already validated and normalised by the Python
+// layer. Each kernel computes, per distribution, the maximal conditional entropy
+//     value = max_{Q in Delta_P} H_Q(Y | X1, X2)      (nats)
+// from which the Python layer derives every PID atom, together with a certified bound on
+// its error, taken from a feasible coupling (upper value) and a feasible dual point.
+#pragma once
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FASTPID_HD __host__ __device__
+#else
+#define FASTPID_HD
+#endif
+
+namespace fastpid {
+
+struct Shape {
+  int64_t batch;
+  int n1, n2, ny;
+  FASTPID_HD int64_t size() const { return int64_t(n1) * n2 * ny; }
+};
+
+struct SolverOptions {
+  double tol = 1e-7 * 0.6931471805599453;  // certified gap to reach, in nats
+  int max_iter = 100;                        // interior-point iterations per distribution
+};
+
+// Per-distribution outputs. Pointers to optional outputs may be null.
+struct SolveOutputs {
+  double* value = nullptr;       // (batch): H_Q(Y|X1,X2) of the returned feasible coupling (nats)
+  double* bound = nullptr;       // (batch): certified gap: value - true optimum is in [-bound, 0]
+  uint8_t* converged = nullptr;  // (batch): bound <= tol
+  int32_t* iterations = nullptr; // (batch)
+  double* coupling = nullptr;    // optional (batch, n1, n2, ny): the feasible coupling Q
+  double* dual1 = nullptr;       // optional (batch, n1, ny): alpha, 0 where P(x1, y) = 0
+  double* dual2 = nullptr;       // optional (batch, n2, ny): beta, 0 where P(x2, y) = 0
+};
+
+// x log x with 0 log 0 = 0.
+FASTPID_HD inline double xlogx(double x) {
+#if defined(__CUDACC__)
+  return x > 0.0 ? x * ::log(x) : 0.0;
+#else
+  return x > 0.0 ? x * __builtin_log(x) : 0.0;
+#endif
+}
+
+// Closed-form proxy: the conditional-independence coupling Q0 = P(x1,y) P(x2,y) / P(y),
+// with the dual point alpha = log P(y|x1), beta = log P(x2|y) as its certificate.
+void proxy_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,
+               int num_threads);
+
+// Exact solver: primal-dual interior point method on the dual problem (see DESIGN.md),
+// each distribution stopping once its certified gap is <= options.tol.
+void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,
+               int num_threads);
+
+int max_threads();
+
+}  // namespace fastpid

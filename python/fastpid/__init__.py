@@ -1,0 +1,35 @@
+"""fastpid: fast, exact, certified partial information decomposition (BROJA).
+
+    >>> import numpy as np, fastpid
+    >>> P = np.zeros((2, 2, 2)); P[0, 0, 0] = P[0, 1, 1] = P[1, 0, 1] = P[1, 1, 0] = 0.25  # XOR
+    >>> r = fastpid.decompose(P)
+    >>> round(float(r.synergy), 6)
+    1.0
+
+Public names: :func:`decompose`, :class:`PIDResult`, :func:`build_info`, and the modules
+:mod:`fastpid.info` (entropies and mutual informations) and :mod:`fastpid.reference`
+(an independent CVXPY solver, needs the ``reference`` extra).
+"""
+from . import _C, info
+from .core import decompose
+from .result import PIDResult
+
+__version__ = _C.build_info()["version"]
+
+
+def build_info() -> dict:
+    """How the native core was built: ``version``, ``compiler``, ``openmp`` (bool),
+    ``max_threads`` (OpenMP threads available), ``cuda`` (bool) and ``cuda_architectures``."""
+    return dict(_C.build_info())
+
+
+def __getattr__(name):
+    # fastpid.reference imports cvxpy, which is optional: load it on first use only.
+    if name == "reference":
+        import importlib
+
+        return importlib.import_module(".reference", __name__)
+    raise AttributeError(f"module 'fastpid' has no attribute {name!r}")
+
+
+__all__ = ["decompose", "PIDResult", "build_info", "info", "reference", "__version__"]

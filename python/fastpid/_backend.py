@@ -1,0 +1,135 @@
+"""Input handling shared by every entry point: validation, batching and conversion between
+numpy arrays, torch tensors and the float64 arrays the native kernels take."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Tuple
+
+import numpy as np
+
+NORMALISATION_TOLERANCE = 1e-6
+
+
+def is_torch(x: Any) -> bool:
+    """True when ``x`` is a torch tensor (without importing torch when it is absent)."""
+    mod = type(x).__module__
+    return mod.startswith("torch") and hasattr(x, "detach")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where the caller's data lives, so results go back in the same form."""
+
+    torch: bool
+    dtype: Any  # numpy dtype or torch dtype of the results
+    device: Any = None  # torch device, when torch
+
+    def wrap(self, array: np.ndarray):
+        """numpy float64 array -> caller's library, dtype and device."""
+        if self.torch:
+            import torch
+
+            return torch.as_tensor(np.ascontiguousarray(array)).to(device=self.device, dtype=self.dtype)
+        return np.asarray(array, dtype=self.dtype)
+
+    def wrap_index(self, array: np.ndarray):
+        """Integer or boolean per-distribution fields (no float cast)."""
+        if self.torch:
+            import torch
+
+            return torch.as_tensor(np.ascontiguousarray(array)).to(device=self.device)
+        return np.asarray(array)
+
+
+def kind_of(P: Any) -> Kind:
+    if is_torch(P):
+        import torch
+
+        dtype = P.dtype if P.dtype in (torch.float32, torch.float64) else torch.float64
+        return Kind(True, dtype, P.device)
+    arr = np.asarray(P)
+    dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    return Kind(False, np.dtype(dtype))
+
+
+def _batch_index(flat_index: int, batch_shape: Tuple[int, ...]):
+    if not batch_shape:
+        return "P"
+    idx = np.unravel_index(flat_index, batch_shape)
+    return "P[" + ", ".join(str(int(i)) for i in idx) + "]"
+
+
+def to_batch(P: Any, *, normalize: bool, name: str = "P", min_rank: int = 3):
+    """Validates ``P`` of shape ``(..., n1, n2, ny)`` and returns ``(flat, batch_shape, kind)``
+    with ``flat`` a C-contiguous float64 numpy array of shape ``(batch, n1, n2, ny)``.
+
+    Raises ValueError naming the first bad distribution: wrong rank, empty axis, NaN or
+    infinite entry, negative entry, zero total mass, or (unless ``normalize``) a total that
+    differs from 1 by more than 1e-6.
+    """
+    kind = kind_of(P)
+    if kind.torch:
+        arr = P.detach().to("cpu", dtype=__import__("torch").float64).numpy()
+    else:
+        arr = np.asarray(P)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+        if np.iscomplexobj(arr):
+            raise ValueError(f"{name} must be real, got dtype {arr.dtype}")
+        arr = arr.astype(np.float64, copy=False)
+    if arr.ndim < min_rank:
+        raise ValueError(
+            f"{name} must have shape (..., n1, n2, ny) with at least {min_rank} dimensions, got shape {tuple(arr.shape)}"
+        )
+    core = arr.shape[arr.ndim - min_rank:]
+    if any(n < 1 for n in core):
+        raise ValueError(f"{name} has an empty axis: shape {tuple(arr.shape)}")
+    batch_shape = tuple(arr.shape[: arr.ndim - min_rank])
+    flat = np.ascontiguousarray(arr.reshape((-1,) + core), dtype=np.float64)
+    if flat.shape[0] == 0:
+        return flat, batch_shape, kind
+
+    per = flat.reshape(flat.shape[0], -1)
+    checks = [
+        (~np.isfinite(per).all(axis=1), "contains NaN or infinite entries"),
+        ((per < 0).any(axis=1), "has a negative entry"),
+    ]
+    for bad, reason in checks:
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{_batch_index(i, batch_shape)} (batch index {i}) {reason}")
+    total = per.sum(axis=1)
+    if (total <= 0).any():
+        i = int(np.argmax(total <= 0))
+        raise ValueError(f"{_batch_index(i, batch_shape)} (batch index {i}) has zero total mass")
+    if normalize:
+        flat = flat / total.reshape((-1,) + (1,) * min_rank)
+    else:
+        off = np.abs(total - 1.0) > NORMALISATION_TOLERANCE
+        if off.any():
+            i = int(np.argmax(off))
+            raise ValueError(
+                f"{_batch_index(i, batch_shape)} (batch index {i}) is not normalised: it sums to "
+                f"{total[i]!r}; pass normalize=True to accept counts or unnormalised weights"
+            )
+        # Remove the rounding-level deviation so the marginals are exactly consistent.
+        flat = flat / total.reshape((-1,) + (1,) * min_rank)
+    return flat, batch_shape, kind
+
+
+def unit_of(base) -> Tuple[str, float]:
+    """Returns the unit name and log(base) for a logarithm base (2 -> bits, e -> nats)."""
+    if isinstance(base, str):
+        names = {"bits": 2.0, "bit": 2.0, "nats": math.e, "nat": math.e}
+        if base not in names:
+            raise ValueError(f"base must be 2, math.e, 'bits' or 'nats', got {base!r}")
+        base = names[base]
+    base = float(base)
+    if not (base > 0 and base != 1 and math.isfinite(base)):
+        raise ValueError(f"base must be a positive number other than 1, got {base!r}")
+    if base == 2.0:
+        return "bits", math.log(2.0)
+    if abs(base - math.e) < 1e-12:
+        return "nats", 1.0
+    return f"log{base:g}", math.log(base)

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+import fastpid
+
+
+def valid(shape=(2, 2, 2)):
+    return np.full(shape, 1.0 / np.prod(shape))
+
+
+@pytest.mark.parametrize("method", ["exact", "proxy"])
+def test_negative_entry_names_index(method):
+    P = np.stack([valid(), valid(), valid()])
+    P[1, 0, 0, 0] = -0.1
+    P[1, 0, 0, 1] += 0.1
+    with pytest.raises(ValueError, match=r"batch index 1\b.*negative"):
+        fastpid.decompose(P, method=method)
+
+
+def test_nan_and_inf():
+    P = np.stack([valid(), valid()])
+    P[1, 1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"P\[1\].*NaN"):
+        fastpid.decompose(P)
+    P[1, 1, 1, 1] = np.inf
+    with pytest.raises(ValueError, match="infinite"):
+        fastpid.decompose(P)
+
+
+def test_zero_mass():
+    P = np.stack([valid(), np.zeros((2, 2, 2))])
+    with pytest.raises(ValueError, match=r"batch index 1\b.*zero total mass"):
+        fastpid.decompose(P, normalize=True)
+
+
+def test_not_normalised_and_normalize_flag():
+    P = valid() * 3
+    with pytest.raises(ValueError, match="not normalised"):
+        fastpid.decompose(P)
+    r = fastpid.decompose(P, normalize=True)
+    assert float(r.mi_joint) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_counts_accepted_with_normalize():
+    counts = np.array([[[5, 0], [0, 5]], [[0, 5], [5, 0]]])  # XOR counts, integer dtype
+    r = fastpid.decompose(counts, normalize=True)
+    assert float(r.synergy) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(4,), (2, 2), ()])
+def test_wrong_rank(shape):
+    with pytest.raises(ValueError, match="at least 3 dimensions"):
+        fastpid.decompose(np.ones(shape))
+
+
+def test_empty_axis():
+    with pytest.raises(ValueError, match="empty axis"):
+        fastpid.decompose(np.ones((2, 0, 2)))
+
+
+def test_batch_index_with_multiple_batch_dims():
+    P = np.broadcast_to(valid(), (2, 3, 2, 2, 2)).copy()
+    P[1, 2, 0, 0, 0] = -1
+    with pytest.raises(ValueError, match=r"P\[1, 2\] \(batch index 5\)"):
+        fastpid.decompose(P)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="method"):
+        fastpid.decompose(valid(), method="newton")
+    with pytest.raises(ValueError, match="tol"):
+        fastpid.decompose(valid(), tol=0)
+    with pytest.raises(ValueError, match="base"):
+        fastpid.decompose(valid(), base=1)
+    with pytest.raises(ValueError, match="max_iter"):
+        fastpid.decompose(valid(), max_iter=-1)
+    with pytest.raises(ValueError, match="numeric"):
+        fastpid.decompose(np.array([[["a"]]]))
+
+
+def test_max_iter_zero_reports_not_converged_with_honest_bound():
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(27)).reshape(3, 3, 3)
+    r = fastpid.decompose(P, max_iter=0)
+    exact = fastpid.decompose(P, tol=1e-10)
+    assert not bool(r.converged)
+    assert abs(float(r.synergy - exact.synergy)) <= float(r.bound) + 1e-12
