@@ -77,6 +77,60 @@ void cholesky_solve(const double* L, int n, double* b) {
   }
 }
 
+// S[j][jj] -= sum_i X[i][j] X[i][jj] for jj <= j (lower triangle), X of shape (k, n) row-major,
+// S with row stride ld. Register tiles of kRows x kCols entries of S are accumulated over
+// the k rows of X and written once: the update is bound by arithmetic, not by S's traffic.
+constexpr int kRows = 4, kCols = 8;
+void syrk_lower_sub(const double* X, int k, int n, double* S, int64_t ld) {
+  for (int j0 = 0; j0 < n; j0 += kRows) {
+    const int rows = std::min(kRows, n - j0);
+    const int col_end = j0 + rows;  // columns [0, col_end) cover the lower triangle of these rows
+    int jj0 = 0;
+    for (; jj0 + kCols <= col_end; jj0 += kCols) {
+      double acc[kRows][kCols] = {};
+      for (int i = 0; i < k; ++i) {
+        const double* xi = X + int64_t(i) * n;
+        for (int r = 0; r < kRows; ++r) {
+          const double v = r < rows ? xi[j0 + r] : 0.0;
+#pragma omp simd
+          for (int c = 0; c < kCols; ++c) acc[r][c] += v * xi[jj0 + c];
+        }
+      }
+      for (int r = 0; r < rows; ++r) {
+        double* srow = S + int64_t(j0 + r) * ld;
+        const int lim = std::min(kCols, j0 + r + 1 - jj0);  // stay in the lower triangle
+        for (int c = 0; c < lim; ++c) srow[jj0 + c] -= acc[r][c];
+      }
+    }
+    for (int r = 0; r < rows; ++r) {  // the remaining columns near the diagonal
+      const int j = j0 + r;
+      double* srow = S + int64_t(j) * ld;
+      for (int jj = jj0; jj <= j; ++jj) {
+        double v = 0;
+        for (int i = 0; i < k; ++i) v += X[int64_t(i) * n + j] * X[int64_t(i) * n + jj];
+        srow[jj] -= v;
+      }
+    }
+  }
+}
+
+// The same update for columns that map to scattered rows/columns idx[j] of S (idx increasing).
+void syrk_lower_sub_scattered(const double* X, int k, int n, const int* idx, double* S, int64_t ld,
+                              double* row) {
+  for (int j = 0; j < n; ++j) {
+    std::fill(row, row + j + 1, 0.0);
+    for (int i = 0; i < k; ++i) {
+      const double* xi = X + int64_t(i) * n;
+      const double v = xi[j];
+      if (v == 0.0) continue;
+#pragma omp simd
+      for (int jj = 0; jj <= j; ++jj) row[jj] += v * xi[jj];
+    }
+    double* srow = S + int64_t(idx[j]) * ld;
+    for (int jj = 0; jj <= j; ++jj) srow[idx[jj]] -= row[jj];
+  }
+}
+
 // Sparse structure of one distribution, in the internal orientation (side "a" is eliminated,
 // side "b" is kept in the Schur complement).
 struct Structure {
@@ -312,28 +366,12 @@ void factorize(const Structure& st, Workspace& w) {
       const double inv = 1.0 / L[int64_t(i) * k + i];
       for (int j = 0; j < nJ; ++j) xi[j] *= inv;
     }
-    // S -= X^T X on the beta variables of these triples (increasing with j). Each row of
-    // the update is accumulated in registers over the k rows of X and then scattered once.
-    double* row = w.U.data();
+    // S -= X^T X on the beta variables of these triples (increasing with j).
     const int* bj = st.t_b.data() + t_first;
-    for (int j = 0; j < nJ; ++j) {
-      std::fill(row, row + j + 1, 0.0);
-      for (int i = 0; i < k; ++i) {
-        const double* xi = X + int64_t(i) * nJ;
-        const double v = xi[j];
-        if (v == 0.0) continue;
-#pragma omp simd
-        for (int jj = 0; jj <= j; ++jj) row[jj] += v * xi[jj];
-      }
-      double* srow = w.S.data() + int64_t(bj[j]) * nB;
-      if (bj[j] - bj[0] == j) {  // contiguous beta block: the common, dense case
-        double* dst = srow + bj[0];
-#pragma omp simd
-        for (int jj = 0; jj <= j; ++jj) dst[jj] -= row[jj];
-      } else {
-        for (int jj = 0; jj <= j; ++jj) srow[bj[jj]] -= row[jj];
-      }
-    }
+    if (bj[nJ - 1] - bj[0] == nJ - 1)
+      syrk_lower_sub(X, k, nJ, w.S.data() + int64_t(bj[0]) * nB + bj[0], nB);
+    else
+      syrk_lower_sub_scattered(X, k, nJ, bj, w.S.data(), nB, w.U.data());
   }
   for (int b = 0; b < nB; ++b)
     if (st.pinned[b]) {
