@@ -7,6 +7,9 @@
 #include <string>
 
 #include "fastpid/pid.hpp"
+#ifdef FASTPID_WITH_CUDA
+#include "fastpid/pid_cuda.hpp"
+#endif
 
 namespace py = pybind11;
 using fastpid::Shape;
@@ -82,6 +85,35 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("P"), py::arg("tol"), py::arg("coupling") = false, py::arg("duals") = false,
       py::arg("threads") = 0, "Closed-form proxy of every distribution in P; tol in nats.");
+#ifdef FASTPID_WITH_CUDA
+  // CUDA entry points take device pointers (as integers) owned by the caller and the
+  // caller's stream handle; they enqueue work and return without synchronising.
+  m.def(
+      "proxy_cuda_scratch_doubles",
+      [](int64_t batch, int n1, int n2, int ny) { return fastpid::proxy_cuda_scratch_doubles(Shape{batch, n1, n2, ny}); });
+  m.def(
+      "proxy_cuda",
+      [](uintptr_t P, int64_t batch, int n1, int n2, int ny, double tol, uintptr_t value, uintptr_t bound,
+         uintptr_t converged, uintptr_t iterations, uintptr_t coupling, uintptr_t dual1, uintptr_t dual2,
+         uintptr_t scratch, uintptr_t stream) {
+        SolveOutputs out;
+        out.value = reinterpret_cast<double*>(value);
+        out.bound = reinterpret_cast<double*>(bound);
+        out.converged = reinterpret_cast<uint8_t*>(converged);
+        out.iterations = reinterpret_cast<int32_t*>(iterations);
+        out.coupling = reinterpret_cast<double*>(coupling);
+        out.dual1 = reinterpret_cast<double*>(dual1);
+        out.dual2 = reinterpret_cast<double*>(dual2);
+        SolverOptions opt;
+        opt.tol = tol;
+        fastpid::proxy_cuda(reinterpret_cast<const double*>(P), Shape{batch, n1, n2, ny}, opt, out,
+                            reinterpret_cast<double*>(scratch), reinterpret_cast<void*>(stream));
+      },
+      py::arg("P"), py::arg("batch"), py::arg("n1"), py::arg("n2"), py::arg("ny"), py::arg("tol"),
+      py::arg("value"), py::arg("bound"), py::arg("converged"), py::arg("iterations"), py::arg("coupling"),
+      py::arg("dual1"), py::arg("dual2"), py::arg("scratch"), py::arg("stream"),
+      "Enqueue the closed-form proxy on `stream` (device pointers).");
+#endif
   m.def("build_info", []() {
     py::dict info;
     info["version"] = FASTPID_VERSION;
