@@ -15,6 +15,7 @@ TOL = 1e-6  # bits
 def assert_agree(P, ref=None):
     r = fastpid.decompose(P, tol=1e-8)
     ref = decompose_cvxpy(P) if ref is None else ref
+    assert np.all(ref.converged), "the CVXPY reference did not solve to an optimal status"
     assert np.all(r.converged)
     assert np.all(r.bound <= 1e-8)
     for atom in ("redundancy", "unique1", "unique2", "synergy"):

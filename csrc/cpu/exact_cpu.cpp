@@ -36,6 +36,8 @@ namespace {
 
 constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule of the line search
 constexpr double kBacktrack = 0.9;
+constexpr int kMaxRestarts = 3;
+constexpr double kMaxDualMove = 5.0;  // nats per iteration, for any dual variable
 
 // In-place Cholesky factorisation of a symmetric positive (semi)definite matrix stored
 // row-major in the lower triangle. A pivot that is not safely positive comes from a
@@ -508,6 +510,20 @@ double step_length(const Workspace& w, int C) {
   return step;
 }
 
+// Dual objective of lambda after lowering the alphas of each x1 by the largest LSE
+// violation of its cells, which makes it feasible (alpha(x1, .) - v shifts every LSE of
+// x1's cells by -v). `slack` holds -LSE of every cell at lambda.
+double shifted_dual(const Structure& st, Workspace& w, const double* lam, const double* slack) {
+  std::fill(w.x1_violation.begin(), w.x1_violation.end(), 0.0);
+  for (int c = 0; c < st.cells(); ++c)
+    w.x1_violation[st.cell_x1[c]] = std::max(w.x1_violation[st.cell_x1[c]], -slack[c]);
+  double dual = 0;
+  for (int x1 = 0; x1 < st.n1; ++x1)
+    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) dual += (lam[a] - w.x1_violation[x1]) * st.pa[a];
+  for (int v = 0; v < st.nB; ++v) dual += lam[st.nA + v] * st.pb[v];
+  return dual;
+}
+
 struct SolveResult {
   double value, bound;
   int iterations;
@@ -584,7 +600,7 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
 
   double best_f = std::numeric_limits<double>::infinity();
   double best_dual = -std::numeric_limits<double>::infinity();
-  int it = 0;
+  int it = 0, restarts = 0;
   for (;; ++it) {
     // Residuals of the marginal constraints at the current point (w.s_true and w.p hold
     // -LSE and the softmax of every cell at w.lam).
@@ -598,14 +614,7 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
       }
     // Certificate. Dual: lambda made feasible by lowering the alphas of each x1 by the largest
     // violation of its cells (alpha(x1, .) - v shifts every LSE of x1's cells by -v).
-    std::fill(w.x1_violation.begin(), w.x1_violation.end(), 0.0);
-    for (int c = 0; c < C; ++c)
-      w.x1_violation[st.cell_x1[c]] = std::max(w.x1_violation[st.cell_x1[c]], -w.s_true[c]);
-    double dual = 0;
-    for (int x1 = 0; x1 < st.n1; ++x1)
-      for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a)
-        dual += (w.lam[a] - w.x1_violation[x1]) * st.pa[a];
-    for (int v = 0; v < nB; ++v) dual += w.lam[nA + v] * st.pb[v];
+    const double dual = shifted_dual(st, w, w.lam.data(), w.s_true.data());
     if (dual > best_dual) {
       best_dual = dual;
       for (int x1 = 0; x1 < st.n1; ++x1)
@@ -636,33 +645,55 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
     mu_aff /= C;
     const double ratio = std::min(1.0, std::max(mu_aff / mu, 0.0));
     const double sigma = ratio * ratio * ratio;
-    for (int c = 0; c < C; ++c) w.target[c] = sigma * mu - w.dm[c] * w.ds[c];
+    // Complementarity is not driven down faster than the residuals: past that the Newton
+    // matrix grows ill-conditioned (m / s ~ 1 / mu) before the iterate is feasible.
+    double residual = 0;
+    for (int v = 0; v < N; ++v) residual = std::max(residual, std::abs(w.rd[v]));
+    const double target_mu = std::max(sigma * mu, 0.1 * std::min(mu, residual));
+    for (int c = 0; c < C; ++c) w.target[c] = target_mu - w.dm[c] * w.ds[c];
     direction(st, w);
     step = step_length(w, C);
-    // Safeguard of the nonlinear constraints: shorten the step until the true slacks stay
-    // clear of the boundary, so the dual point stays strictly feasible and a Newton step
-    // that the linearisation of LSE mispredicts (far from the optimum, or with tiny
-    // probabilities) cannot throw the iterate away.
-    double viol_old = 0;
-    for (int c = 0; c < C; ++c) viol_old = std::max(viol_old, -w.s_true[c]);
+    // Trust region on the dual point: LSE is linear only over moderate moves, and the
+    // Newton step of a variable that carries a tiny probability can be huge.
+    double max_move = 0;
+    for (int v = 0; v < N; ++v) max_move = std::max(max_move, std::abs(w.dlam[v]));
+    if (step * max_move > kMaxDualMove) step = kMaxDualMove / max_move;
+    // Backtracking on the nonlinear constraints (see the merit test below).
     bool accepted = false;
     for (int tries = 0; tries < 60 && step > 1e-12; ++tries, step *= kBacktrack) {
       for (int v = 0; v < N; ++v) w.trial_lam[v] = w.lam[v] + step * w.dlam[v];
       cell_slacks(st, w.trial_lam.data(), w.trial_s.data(), w.trial_p.data());
-      double viol_new = 0;
-      for (int c = 0; c < C; ++c) viol_new = std::max(viol_new, -w.trial_s[c]);
-      if (viol_new <= viol_old + 10 * mu) {
+      // Merit: the certified dual bound (after the feasibility shift) may not drop by more
+      // than half the current gap; a step the LSE linearisation mispredicts (far from the
+      // optimum, or with tiny probabilities) would throw the dual point away.
+      const double dual_new = shifted_dual(st, w, w.trial_lam.data(), w.trial_s.data());
+      if (dual_new >= dual - 0.5 * (best_f - best_dual) - 10 * mu) {
         accepted = true;
         break;
       }
     }
-    if (!accepted) break;  // no progress possible: keep the certificate reached so far
+    if (!accepted) {
+      // Stalled (an ill-conditioned system near the end): restart from the best dual point
+      // with central multipliers for the current gap; give up after a few restarts.
+      if (restarts++ >= kMaxRestarts) break;
+      std::copy(w.best_lam.begin(), w.best_lam.end(), w.lam.begin());
+      cell_slacks(st, w.lam.data(), w.s_true.data(), w.p.data());
+      const double mu_restart = std::max(best_f - best_dual, 1e-300) / C;
+      for (int c = 0; c < C; ++c) {
+        w.s[c] = std::max(w.s_true[c], 1e-12);
+        w.m[c] = std::max(w.m[c], mu_restart / w.s[c]);
+      }
+      continue;
+    }
     std::swap(w.lam, w.trial_lam);
     std::swap(w.s_true, w.trial_s);
     std::swap(w.p, w.trial_p);
     for (int c = 0; c < C; ++c) {
       w.m[c] += step * w.dm[c];
       w.s[c] += step * w.ds[c];
+      // Where the dual is feasible, the slack is known exactly: use it rather than the
+      // linearised update, so the complementarity products stay consistent.
+      if (w.s_true[c] > 0) w.s[c] = w.s_true[c];
     }
   }
 

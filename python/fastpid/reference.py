@@ -74,11 +74,22 @@ def max_conditional_entropy_cvxpy(P, *, solver="CLARABEL", formulation="strong",
     if build is None:
         raise ValueError(f"formulation must be 'strong' or 'common', got {formulation!r}")
     P = np.asarray(P, dtype=float)
-    problem = build(P, cp)
-    options = dict(CLARABEL_TIGHT) if (solver == "CLARABEL" and solver_options is None) else dict(solver_options or {})
-    problem.solve(solver=solver, **options)
-    value = -float(problem.value) if problem.value is not None else math.nan
-    return value, problem.status
+    attempts = [dict(solver_options or {})]
+    if solver == "CLARABEL" and solver_options is None:
+        # Tight tolerances first; Clarabel occasionally stalls on them for near-deterministic
+        # inputs, and then its default tolerances still give an optimal status.
+        attempts = [dict(CLARABEL_TIGHT), {}]
+    status = "not solved"
+    for options in attempts:
+        problem = build(P, cp)
+        try:
+            problem.solve(solver=solver, **options)
+        except cp.error.SolverError:
+            continue
+        status = problem.status
+        if status == "optimal" and problem.value is not None and math.isfinite(problem.value):
+            return -float(problem.value), status
+    return math.nan, status
 
 
 def decompose_cvxpy(P, *, solver="CLARABEL", formulation="strong", base=2, normalize=False, solver_options=None) -> PIDResult:

@@ -1,0 +1,114 @@
+"""Property tests: the identities and invariances of the BROJA PID on random inputs."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+import fastpid
+
+ATOMS = ("redundancy", "unique1", "unique2", "synergy")
+TOL = 1e-8  # bits
+
+
+@st.composite
+def distributions(draw, max_side=5, smallest=1e-4):
+    """Random P with exact zeros and probabilities down to about `smallest` times the largest."""
+    n1 = draw(st.integers(1, max_side))
+    n2 = draw(st.integers(1, max_side))
+    ny = draw(st.integers(1, max_side))
+    weights = draw(
+        arrays(np.float64, (n1, n2, ny), elements=st.one_of(st.just(0.0), st.floats(smallest, 1.0), st.floats(smallest, 1.0)))
+    )
+    if weights.sum() <= 0:
+        weights[tuple(draw(st.integers(0, n - 1)) for n in (n1, n2, ny))] = 1.0
+    return weights / weights.sum()
+
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+
+@SETTINGS
+@given(distributions())
+def test_atoms_nonnegative_and_identities(P):
+    r = fastpid.decompose(P, tol=TOL)
+    assert bool(r.converged)
+    assert float(r.bound) <= TOL
+    for atom in ATOMS:
+        assert float(getattr(r, atom)) >= -TOL, atom
+    assert float(r.redundancy + r.unique1) == pytest.approx(float(r.mi_x1), abs=1e-12)
+    assert float(r.redundancy + r.unique2) == pytest.approx(float(r.mi_x2), abs=1e-12)
+    total = float(r.redundancy + r.unique1 + r.unique2 + r.synergy)
+    assert total == pytest.approx(float(r.mi_joint), abs=1e-12)
+
+
+@SETTINGS
+@given(distributions())
+def test_swapping_sources_swaps_unique_informations(P):
+    r = fastpid.decompose(P, tol=TOL)
+    s = fastpid.decompose(np.ascontiguousarray(P.transpose(1, 0, 2)), tol=TOL)
+    slack = float(r.bound + s.bound) + 1e-12
+    assert abs(float(r.unique1 - s.unique2)) <= slack
+    assert abs(float(r.unique2 - s.unique1)) <= slack
+    assert abs(float(r.redundancy - s.redundancy)) <= slack
+    assert abs(float(r.synergy - s.synergy)) <= slack
+
+
+@SETTINGS
+@given(distributions(), st.randoms(use_true_random=False))
+def test_relabelling_any_axis_changes_nothing(P, random):
+    perms = [random.sample(range(n), n) for n in P.shape]
+    Q = P[np.ix_(*perms)]
+    r = fastpid.decompose(P, tol=TOL)
+    s = fastpid.decompose(Q, tol=TOL)
+    slack = float(r.bound + s.bound) + 1e-12
+    for atom in ATOMS:
+        assert abs(float(getattr(r, atom) - getattr(s, atom))) <= slack, atom
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(distributions(max_side=4), min_size=1, max_size=6), st.integers(1, 4))
+def test_batch_equals_one_by_one(dists, n1):
+    shape = dists[0].shape
+    batch = np.stack([d for d in dists if d.shape == shape])
+    r = fastpid.decompose(batch, tol=TOL)
+    for i, P in enumerate(batch):
+        s = fastpid.decompose(P, tol=TOL)
+        for atom in ATOMS + ("bound",):
+            assert float(getattr(r, atom)[i]) == float(getattr(s, atom)), atom  # same work, same bits
+
+
+@SETTINGS
+@given(distributions(smallest=1e-12))
+def test_extreme_dynamic_range_is_reported_honestly(P):
+    # Probabilities spanning up to 12 orders of magnitude can stop the solver short of tol
+    # (a known limitation, see README); whatever it returns must still be certified.
+    r = fastpid.decompose(P, tol=TOL)
+    tight = fastpid.decompose(P, tol=1e-12, max_iter=400)
+    assert bool(r.converged) == (float(r.bound) <= TOL)
+    for atom in ATOMS:
+        assert float(getattr(r, atom)) >= -float(r.bound) - 1e-12, atom
+        err = abs(float(getattr(r, atom) - getattr(tight, atom)))
+        assert err <= float(r.bound) + float(tight.bound) + 1e-12, atom
+
+
+@SETTINGS
+@given(distributions(), st.sampled_from([1e-2, 1e-3, 1e-5]))
+def test_bound_really_bounds_the_error(P, tol):
+    loose = fastpid.decompose(P, tol=tol)
+    tight = fastpid.decompose(P, tol=1e-11)
+    assert float(loose.bound) <= tol or not bool(loose.converged)
+    for atom in ATOMS:
+        err = abs(float(getattr(loose, atom) - getattr(tight, atom)))
+        assert err <= float(loose.bound) + float(tight.bound) + 1e-12, atom
+
+
+@SETTINGS
+@given(distributions())
+def test_float32_in_float32_out(P):
+    P32 = P.astype(np.float32)
+    r32 = fastpid.decompose(P32, normalize=True, tol=1e-6)
+    r64 = fastpid.decompose(P32.astype(np.float64), normalize=True, tol=1e-6)
+    for atom in ATOMS + ("mi_joint",):
+        v = getattr(r32, atom)
+        assert v.dtype == np.float32
+        assert abs(float(v) - float(getattr(r64, atom))) <= 1e-6 + 4 * np.finfo(np.float32).eps * max(1.0, abs(float(v)))
