@@ -34,10 +34,8 @@
 namespace fastpid {
 namespace {
 
-constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule of the line search
-constexpr double kBacktrack = 0.9;
-constexpr int kMaxRestarts = 3;
-constexpr double kMaxDualMove = 5.0;  // nats per iteration, for any dual variable
+constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule for m and s
+constexpr double kMaxDualMove = 2.0;  // nats per iteration, for any dual variable (see below)
 
 // In-place Cholesky factorisation of a symmetric positive (semi)definite matrix stored
 // row-major in the lower triangle. A pivot that is not safely positive comes from a
@@ -273,7 +271,7 @@ void build_structure(const double* P, const Shape& shape, Structure& st) {
 // Per-thread storage of one solve; reused across the distributions a thread handles.
 struct Workspace {
   Structure st;
-  std::vector<double> lam, m, s, s_true, p, q, trial_lam, trial_s, trial_p;
+  std::vector<double> lam, m, s, s_true, p, q;
   std::vector<double> rd, rhs, dlam, dm, ds, comp, target, ds_aff, dm_aff, x1_violation;
   std::vector<double> Lblocks, Xblocks, S, U, ya;
   std::vector<int64_t> l_off, x_off;
@@ -541,9 +539,6 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
   w.s_true.assign(C, 0.0);
   w.p.assign(T, 0.0);
   w.q.assign(T, 0.0);
-  w.trial_lam.assign(N, 0.0);
-  w.trial_s.assign(C, 0.0);
-  w.trial_p.assign(T, 0.0);
   w.ds.assign(C, 0.0);
   w.target.assign(C, 0.0);
   w.x1_violation.assign(st.n1, 0.0);
@@ -600,7 +595,7 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
 
   double best_f = std::numeric_limits<double>::infinity();
   double best_dual = -std::numeric_limits<double>::infinity();
-  int it = 0, restarts = 0;
+  int it = 0;
   for (;; ++it) {
     // Residuals of the marginal constraints at the current point (w.s_true and w.p hold
     // -LSE and the softmax of every cell at w.lam).
@@ -645,12 +640,7 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
     mu_aff /= C;
     const double ratio = std::min(1.0, std::max(mu_aff / mu, 0.0));
     const double sigma = ratio * ratio * ratio;
-    // Complementarity is not driven down faster than the residuals: past that the Newton
-    // matrix grows ill-conditioned (m / s ~ 1 / mu) before the iterate is feasible.
-    double residual = 0;
-    for (int v = 0; v < N; ++v) residual = std::max(residual, std::abs(w.rd[v]));
-    const double target_mu = std::max(sigma * mu, 0.1 * std::min(mu, residual));
-    for (int c = 0; c < C; ++c) w.target[c] = target_mu - w.dm[c] * w.ds[c];
+    for (int c = 0; c < C; ++c) w.target[c] = sigma * mu - w.dm[c] * w.ds[c];
     direction(st, w);
     step = step_length(w, C);
     // Trust region on the dual point: LSE is linear only over moderate moves, and the
@@ -658,42 +648,12 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
     double max_move = 0;
     for (int v = 0; v < N; ++v) max_move = std::max(max_move, std::abs(w.dlam[v]));
     if (step * max_move > kMaxDualMove) step = kMaxDualMove / max_move;
-    // Backtracking on the nonlinear constraints (see the merit test below).
-    bool accepted = false;
-    for (int tries = 0; tries < 60 && step > 1e-12; ++tries, step *= kBacktrack) {
-      for (int v = 0; v < N; ++v) w.trial_lam[v] = w.lam[v] + step * w.dlam[v];
-      cell_slacks(st, w.trial_lam.data(), w.trial_s.data(), w.trial_p.data());
-      // Merit: the certified dual bound (after the feasibility shift) may not drop by more
-      // than half the current gap; a step the LSE linearisation mispredicts (far from the
-      // optimum, or with tiny probabilities) would throw the dual point away.
-      const double dual_new = shifted_dual(st, w, w.trial_lam.data(), w.trial_s.data());
-      if (dual_new >= dual - 0.5 * (best_f - best_dual) - 10 * mu) {
-        accepted = true;
-        break;
-      }
-    }
-    if (!accepted) {
-      // Stalled (an ill-conditioned system near the end): restart from the best dual point
-      // with central multipliers for the current gap; give up after a few restarts.
-      if (restarts++ >= kMaxRestarts) break;
-      std::copy(w.best_lam.begin(), w.best_lam.end(), w.lam.begin());
-      cell_slacks(st, w.lam.data(), w.s_true.data(), w.p.data());
-      const double mu_restart = std::max(best_f - best_dual, 1e-300) / C;
-      for (int c = 0; c < C; ++c) {
-        w.s[c] = std::max(w.s_true[c], 1e-12);
-        w.m[c] = std::max(w.m[c], mu_restart / w.s[c]);
-      }
-      continue;
-    }
-    std::swap(w.lam, w.trial_lam);
-    std::swap(w.s_true, w.trial_s);
-    std::swap(w.p, w.trial_p);
+    if (!(step > 1e-14)) break;  // no progress possible: keep the certificate reached so far
+    for (int v = 0; v < N; ++v) w.lam[v] += step * w.dlam[v];
+    cell_slacks(st, w.lam.data(), w.s_true.data(), w.p.data());
     for (int c = 0; c < C; ++c) {
       w.m[c] += step * w.dm[c];
       w.s[c] += step * w.ds[c];
-      // Where the dual is feasible, the slack is known exactly: use it rather than the
-      // linearised update, so the complementarity products stay consistent.
-      if (w.s_true[c] > 0) w.s[c] = w.s_true[c];
     }
   }
 

@@ -49,7 +49,14 @@ def _problem_strong(P, cp):
     A2 = sp.csr_matrix((np.ones(T), (inv2, np.arange(T))), shape=(len(rows2), T))
     constraints = [A1 @ q == p1.ravel()[rows1], A2 @ q == p2.ravel()[rows2], spread.T @ q == s]
     # sum Q log(Q / s) = -H_Q(Y | X1, X2)
-    return cp.Problem(cp.Minimize(cp.sum(cp.rel_entr(q, spread @ s))), constraints)
+    problem = cp.Problem(cp.Minimize(cp.sum(cp.rel_entr(q, spread @ s))), constraints)
+
+    def coupling():
+        Q = np.zeros(P.shape)
+        Q[x1, x2, y] = q.value
+        return Q
+
+    return problem, coupling
 
 
 def _problem_common(P, cp):
@@ -61,7 +68,17 @@ def _problem_common(P, cp):
     for k in range(ny):
         constraints += [cp.sum(Q[k], axis=1) == p1[:, k], cp.sum(Q[k], axis=0) == p2[:, k]]
     objective = sum(cp.sum(cp.rel_entr(Q[k], pair)) for k in range(ny))
-    return cp.Problem(cp.Minimize(objective), constraints)
+    problem = cp.Problem(cp.Minimize(objective), constraints)
+    return problem, lambda: np.stack([Qk.value for Qk in Q], axis=-1)
+
+
+def _conditional_entropy(Q):
+    """H_Q(Y|X1,X2) in nats of a coupling, negative rounding noise clipped to 0."""
+    Q = np.clip(Q, 0.0, None)
+    m = Q.sum(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(Q > 0, Q * np.log(Q / np.where(m > 0, m, 1.0)), 0.0)
+    return -float(terms.sum())
 
 
 def max_conditional_entropy_cvxpy(P, *, solver="CLARABEL", formulation="strong", solver_options=None):
@@ -74,22 +91,27 @@ def max_conditional_entropy_cvxpy(P, *, solver="CLARABEL", formulation="strong",
     if build is None:
         raise ValueError(f"formulation must be 'strong' or 'common', got {formulation!r}")
     P = np.asarray(P, dtype=float)
-    attempts = [dict(solver_options or {})]
+    attempts = [(build, dict(solver_options or {}))]
     if solver == "CLARABEL" and solver_options is None:
-        # Tight tolerances first; Clarabel occasionally stalls on them for near-deterministic
-        # inputs, and then its default tolerances still give an optimal status.
-        attempts = [dict(CLARABEL_TIGHT), {}]
+        # Tight tolerances first. Clarabel occasionally stops short ("optimal_inaccurate")
+        # on near-deterministic inputs or sparse histograms; its default tolerances, and then
+        # the other formulation, have solved every such case we met.
+        attempts = [(build, dict(CLARABEL_TIGHT)), (build, {}), (_problem_common, {})]
     status = "not solved"
-    for options in attempts:
-        problem = build(P, cp)
+    for make, options in attempts:
+        problem, coupling = make(P, cp)
         try:
             problem.solve(solver=solver, **options)
         except cp.error.SolverError:
             continue
         status = problem.status
-        if status == "optimal" and problem.value is not None and math.isfinite(problem.value):
-            return -float(problem.value), status
-    return math.nan, status
+        if status == "optimal":
+            # The objective evaluated at the solver's coupling (CVXPY's own problem.value can
+            # be inf when a cell is a rounding error below zero).
+            value = _conditional_entropy(coupling())
+            if math.isfinite(value):
+                return value, status
+    return math.nan, "failed: " + status
 
 
 def decompose_cvxpy(P, *, solver="CLARABEL", formulation="strong", base=2, normalize=False, solver_options=None) -> PIDResult:
