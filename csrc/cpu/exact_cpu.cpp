@@ -37,49 +37,96 @@ namespace {
 constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule for m and s
 constexpr double kMaxDualMove = 2.0;  // nats per iteration, for any dual variable (see below)
 
+// S[j][jj] -= sum_i X[i][j] X[i][jj] for jj <= j (lower triangle); X is k x n with row stride
+// ldx >= padded(n) (the padding columns are read, never used); S has row stride ld.
+// Register tiles of kRows x kCols entries of S are accumulated over the k rows of X and
+// written once, so the update is bound by arithmetic rather than by S's memory traffic.
+constexpr int kRows = 4, kCols = 16;
+inline int padded(int n) { return (n + kCols - 1) / kCols * kCols; }
+void syrk_lower_sub(const double* X, int k, int n, int64_t ldx, double* S, int64_t ld) {
+  for (int j0 = 0; j0 < n; j0 += kRows) {
+    const int rows = std::min(kRows, n - j0);
+    for (int jj0 = 0; jj0 < j0 + rows; jj0 += kCols) {
+      double acc[kRows][kCols] = {};
+      for (int i = 0; i < k; ++i) {
+        const double* xi = X + int64_t(i) * ldx;
+        for (int r = 0; r < kRows; ++r) {
+          const double v = r < rows ? xi[j0 + r] : 0.0;
+#pragma omp simd
+          for (int c = 0; c < kCols; ++c) acc[r][c] += v * xi[jj0 + c];
+        }
+      }
+      if (jj0 + kCols <= j0 + 1) {  // the whole tile lies below the diagonal
+        for (int r = 0; r < rows; ++r) {
+          double* srow = S + int64_t(j0 + r) * ld + jj0;
+#pragma omp simd
+          for (int c = 0; c < kCols; ++c) srow[c] -= acc[r][c];
+        }
+      } else {  // a tile on the diagonal: keep to the lower triangle
+        for (int r = 0; r < rows; ++r) {
+          double* srow = S + int64_t(j0 + r) * ld;
+          const int lim = std::min(kCols, j0 + r + 1 - jj0);
+          for (int c = 0; c < lim; ++c) srow[jj0 + c] -= acc[r][c];
+        }
+      }
+    }
+  }
+}
+
 // In-place Cholesky factorisation of a symmetric positive (semi)definite matrix stored
-// row-major in the lower triangle. A pivot that is not safely positive comes from a
-// direction the constraints do not determine (an ill-conditioned interior-point system);
-// it is replaced by a huge value, which sets the step along that direction to zero.
-void cholesky(double* A, int n) {
+// row-major in the lower triangle (row stride ld), unblocked; see cholesky().
+void cholesky_unblocked(double* A, int n, int64_t ld) {
   for (int j = 0; j < n; ++j) {
-    double* rj = A + int64_t(j) * n;
+    double* rj = A + int64_t(j) * ld;
     double d = rj[j];
 #pragma omp simd reduction(- : d)
     for (int k = 0; k < j; ++k) d -= rj[k] * rj[k];
     const double scale = std::abs(rj[j]) + 1e-300;
-    double ljj = d > 1e-14 * scale ? std::sqrt(d) : 1e64;
+    const double ljj = d > 1e-14 * scale ? std::sqrt(d) : 1e64;
     rj[j] = ljj;
     const double inv = 1.0 / ljj;
-    // Column j below the diagonal, four rows at a time so that each load of row j feeds four
-    // independent dot products.
-    int i = j + 1;
-    for (; i + 4 <= n; i += 4) {
-      double* r0 = A + int64_t(i) * n;
-      double* r1 = r0 + n;
-      double* r2 = r1 + n;
-      double* r3 = r2 + n;
-      double v0 = r0[j], v1 = r1[j], v2 = r2[j], v3 = r3[j];
-#pragma omp simd reduction(- : v0, v1, v2, v3)
-      for (int k = 0; k < j; ++k) {
-        const double l = rj[k];
-        v0 -= r0[k] * l;
-        v1 -= r1[k] * l;
-        v2 -= r2[k] * l;
-        v3 -= r3[k] * l;
-      }
-      r0[j] = v0 * inv;
-      r1[j] = v1 * inv;
-      r2[j] = v2 * inv;
-      r3[j] = v3 * inv;
-    }
-    for (; i < n; ++i) {
-      double* ri = A + int64_t(i) * n;
+    for (int i = j + 1; i < n; ++i) {
+      double* ri = A + int64_t(i) * ld;
       double v = ri[j];
 #pragma omp simd reduction(- : v)
       for (int k = 0; k < j; ++k) v -= ri[k] * rj[k];
       ri[j] = v * inv;
     }
+  }
+}
+
+// In-place Cholesky factorisation of a symmetric positive (semi)definite matrix stored
+// row-major in the lower triangle. A pivot that is not safely positive comes from a
+// direction the constraints do not determine (an ill-conditioned interior-point system);
+// it is replaced by a huge value, which sets the step along that direction to zero.
+// Right-looking and blocked: most of the work is the trailing update, done by the
+// register-tiled syrk_lower_sub on a transposed copy of each panel (`panel`: kBlock * padded(n)).
+constexpr int kBlock = 24;
+void cholesky(double* A, int n, double* panel) {
+  for (int j0 = 0; j0 < n; j0 += kBlock) {
+    const int b = std::min(kBlock, n - j0), m = n - j0 - b;
+    double* diag = A + int64_t(j0) * n + j0;
+    cholesky_unblocked(diag, b, n);
+    // Panel below the block, L21 = A21 L11^{-T}, solved in transposed layout (b x m in
+    // `panel`, contiguous over the panel's rows) and copied back into A.
+    const int64_t ldp = padded(m);
+    for (int c = 0; c < b; ++c) {
+      double* pc = panel + c * ldp;
+      for (int i = 0; i < m; ++i) pc[i] = A[int64_t(j0 + b + i) * n + j0 + c];
+      const double* lc = diag + int64_t(c) * n;
+      for (int k = 0; k < c; ++k) {
+        const double l = lc[k];
+        const double* pk = panel + k * ldp;
+#pragma omp simd
+        for (int i = 0; i < m; ++i) pc[i] -= l * pk[i];
+      }
+      const double inv = 1.0 / lc[c];
+      for (int i = 0; i < m; ++i) {
+        pc[i] *= inv;
+        A[int64_t(j0 + b + i) * n + j0 + c] = pc[i];
+      }
+    }
+    if (m > 0) syrk_lower_sub(panel, b, m, ldp, A + int64_t(j0 + b) * n + j0 + b, n);
   }
 }
 
@@ -102,50 +149,13 @@ void cholesky_solve(const double* L, int n, double* b) {
   }
 }
 
-// S[j][jj] -= sum_i X[i][j] X[i][jj] for jj <= j (lower triangle), X of shape (k, n) row-major,
-// S with row stride ld. Register tiles of kRows x kCols entries of S are accumulated over
-// the k rows of X and written once: the update is bound by arithmetic, not by S's traffic.
-constexpr int kRows = 4, kCols = 8;
-void syrk_lower_sub(const double* X, int k, int n, double* S, int64_t ld) {
-  for (int j0 = 0; j0 < n; j0 += kRows) {
-    const int rows = std::min(kRows, n - j0);
-    const int col_end = j0 + rows;  // columns [0, col_end) cover the lower triangle of these rows
-    int jj0 = 0;
-    for (; jj0 + kCols <= col_end; jj0 += kCols) {
-      double acc[kRows][kCols] = {};
-      for (int i = 0; i < k; ++i) {
-        const double* xi = X + int64_t(i) * n;
-        for (int r = 0; r < kRows; ++r) {
-          const double v = r < rows ? xi[j0 + r] : 0.0;
-#pragma omp simd
-          for (int c = 0; c < kCols; ++c) acc[r][c] += v * xi[jj0 + c];
-        }
-      }
-      for (int r = 0; r < rows; ++r) {
-        double* srow = S + int64_t(j0 + r) * ld;
-        const int lim = std::min(kCols, j0 + r + 1 - jj0);  // stay in the lower triangle
-        for (int c = 0; c < lim; ++c) srow[jj0 + c] -= acc[r][c];
-      }
-    }
-    for (int r = 0; r < rows; ++r) {  // the remaining columns near the diagonal
-      const int j = j0 + r;
-      double* srow = S + int64_t(j) * ld;
-      for (int jj = jj0; jj <= j; ++jj) {
-        double v = 0;
-        for (int i = 0; i < k; ++i) v += X[int64_t(i) * n + j] * X[int64_t(i) * n + jj];
-        srow[jj] -= v;
-      }
-    }
-  }
-}
-
 // The same update for columns that map to scattered rows/columns idx[j] of S (idx increasing).
-void syrk_lower_sub_scattered(const double* X, int k, int n, const int* idx, double* S, int64_t ld,
-                              double* row) {
+void syrk_lower_sub_scattered(const double* X, int k, int n, int64_t ldx, const int* idx, double* S,
+                              int64_t ld, double* row) {
   for (int j = 0; j < n; ++j) {
     std::fill(row, row + j + 1, 0.0);
     for (int i = 0; i < k; ++i) {
-      const double* xi = X + int64_t(i) * n;
+      const double* xi = X + int64_t(i) * ldx;
       const double v = xi[j];
       if (v == 0.0) continue;
 #pragma omp simd
@@ -273,7 +283,7 @@ struct Workspace {
   Structure st;
   std::vector<double> lam, m, s, s_true, p, q;
   std::vector<double> rd, rhs, dlam, dm, ds, comp, target, ds_aff, dm_aff, x1_violation;
-  std::vector<double> Lblocks, Xblocks, S, U, ya;
+  std::vector<double> Lblocks, Xblocks, S, U, ya, panel;
   std::vector<int64_t> l_off, x_off;
   std::vector<double> q_round, row_sum, col_sum, y_norm, cell_mass;
   std::vector<double> best_q, best_lam;
@@ -362,7 +372,8 @@ void factorize(const Structure& st, Workspace& w) {
     double* L = w.Lblocks.data() + w.l_off[x1];
     double* X = w.Xblocks.data() + w.x_off[x1];
     std::fill(L, L + int64_t(k) * k, 0.0);
-    std::fill(X, X + int64_t(k) * nJ, 0.0);
+    const int64_t ldx = padded(nJ);
+    std::fill(X, X + int64_t(k) * ldx, 0.0);
     for (int c = c0; c < c1; ++c) {
       const int t0 = st.cell_start[c], t1 = st.cell_start[c + 1];
       const double m = w.m[c], d = m / w.s[c] - m;
@@ -374,18 +385,18 @@ void factorize(const Structure& st, Workspace& w) {
           if (u == t) z += m * pt;
           const int lu = st.t_a[u] - a0, bu = st.t_b[u];
           if (lu <= la) L[int64_t(la) * k + lu] += z;  // alpha-alpha block of x1
-          X[int64_t(lu) * nJ + j] += z;                 // alpha-beta coupling
+          X[int64_t(lu) * ldx + j] += z;                 // alpha-beta coupling
           if (bu <= bt) w.S[int64_t(bt) * nB + bu] += z;  // beta-beta block
         }
       }
     }
-    cholesky(L, k);
+    cholesky_unblocked(L, k, k);
     // X <- L^{-1} X, row by row.
     for (int i = 0; i < k; ++i) {
-      double* xi = X + int64_t(i) * nJ;
+      double* xi = X + int64_t(i) * ldx;
       for (int r = 0; r < i; ++r) {
         const double l = L[int64_t(i) * k + r];
-        const double* xr = X + int64_t(r) * nJ;
+        const double* xr = X + int64_t(r) * ldx;
         for (int j = 0; j < nJ; ++j) xi[j] -= l * xr[j];
       }
       const double inv = 1.0 / L[int64_t(i) * k + i];
@@ -394,16 +405,16 @@ void factorize(const Structure& st, Workspace& w) {
     // S -= X^T X on the beta variables of these triples (increasing with j).
     const int* bj = st.t_b.data() + t_first;
     if (bj[nJ - 1] - bj[0] == nJ - 1)
-      syrk_lower_sub(X, k, nJ, w.S.data() + int64_t(bj[0]) * nB + bj[0], nB);
+      syrk_lower_sub(X, k, nJ, ldx, w.S.data() + int64_t(bj[0]) * nB + bj[0], nB);
     else
-      syrk_lower_sub_scattered(X, k, nJ, bj, w.S.data(), nB, w.U.data());
+      syrk_lower_sub_scattered(X, k, nJ, ldx, bj, w.S.data(), nB, w.U.data());
   }
   for (int b = 0; b < nB; ++b)
     if (st.pinned[b]) {
       for (int j = 0; j < nB; ++j) w.S[int64_t(b) * nB + j] = w.S[int64_t(j) * nB + b] = 0.0;
       w.S[int64_t(b) * nB + b] = 1.0;
     }
-  cholesky(w.S.data(), nB);
+  cholesky(w.S.data(), nB, w.panel.data());
 }
 
 // Solves the factorised Newton system for the right-hand side w.rhs into w.dlam.
@@ -427,7 +438,7 @@ void solve_newton(const Structure& st, Workspace& w) {
     const int* bj = st.t_b.data() + t_first;
     const bool contiguous = bj[nJ - 1] - bj[0] == nJ - 1;
     for (int i = 0; i < k; ++i) {
-      const double* xi = X + int64_t(i) * nJ;
+      const double* xi = X + int64_t(i) * padded(nJ);
       const double yi = y[i];
       if (contiguous) {
         double* dst = rb + bj[0];
@@ -453,7 +464,7 @@ void solve_newton(const Structure& st, Workspace& w) {
     const int* bj = st.t_b.data() + t_first;
     const bool contiguous = bj[nJ - 1] - bj[0] == nJ - 1;
     for (int i = 0; i < k; ++i) {
-      const double* xi = X + int64_t(i) * nJ;
+      const double* xi = X + int64_t(i) * padded(nJ);
       double v = y[i];
       if (contiguous) {
         const double* src = rb + bj[0];
@@ -563,13 +574,14 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
     const int k = st.a_start[x1 + 1] - st.a_start[x1];
     const int nJ = st.cell_start[st.x1_cell_start[x1 + 1]] - st.cell_start[st.x1_cell_start[x1]];
     w.l_off[x1 + 1] = w.l_off[x1] + int64_t(k) * k;
-    w.x_off[x1 + 1] = w.x_off[x1] + int64_t(k) * nJ;
+    w.x_off[x1 + 1] = w.x_off[x1] + int64_t(k) * padded(nJ);
     max_nJ = std::max<int64_t>(max_nJ, nJ);
   }
   w.Lblocks.assign(w.l_off[st.n1], 0.0);
   w.Xblocks.assign(w.x_off[st.n1], 0.0);
   w.U.assign(max_nJ, 0.0);
   w.S.assign(int64_t(nB) * nB, 0.0);
+  w.panel.assign(int64_t(kBlock) * padded(nB), 0.0);
 
   // Start: the dual point of the closed-form proxy, alpha = log P(y|x1) - log 2 (strictly
   // feasible), beta = log P(x2|y), and cell masses of the proxy coupling.

@@ -1,0 +1,1 @@
+"""fastpid benchmarks: one script per question, sharing harness.py. See README.md."""
