@@ -85,6 +85,23 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("P"), py::arg("tol"), py::arg("coupling") = false, py::arg("duals") = false,
       py::arg("threads") = 0, "Closed-form proxy of every distribution in P; tol in nats.");
+  m.def(
+      "value_grad_cpu",
+      [](const Array& grad_value, const Array& P, const Array& dual1, const Array& dual2, int threads) {
+        const Shape s = shape_of(P);
+        if (grad_value.size() != s.batch || dual1.size() != s.batch * s.n1 * s.ny || dual2.size() != s.batch * s.n2 * s.ny)
+          throw std::invalid_argument("value_grad_cpu: inconsistent shapes");
+        py::array_t<double> grad({s.batch, int64_t(s.n1), int64_t(s.n2), int64_t(s.ny)});
+        double* out = grad.mutable_data();
+        const double *g = grad_value.data(), *p = P.data(), *d1 = dual1.data(), *d2 = dual2.data();
+        {
+          py::gil_scoped_release release;
+          fastpid::value_grad_cpu(g, p, d1, d2, s, out, threads);
+        }
+        return grad;
+      },
+      py::arg("grad_value"), py::arg("P"), py::arg("dual1"), py::arg("dual2"), py::arg("threads") = 0,
+      "Gradient of the solved value with respect to P from the saved dual point.");
 #ifdef FASTPID_WITH_CUDA
   // CUDA entry points take device pointers (as integers) owned by the caller and the
   // caller's stream handle; they enqueue work and return without synchronising.

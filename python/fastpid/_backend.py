@@ -60,6 +60,14 @@ def _batch_index(flat_index: int, batch_shape: Tuple[int, ...]):
     return "P[" + ", ".join(str(int(i)) for i in idx) + "]"
 
 
+def check_shape(shape: Tuple[int, ...], *, name: str = "P", min_rank: int = 3) -> None:
+    """Raises ValueError unless ``shape`` is ``(..., n1, n2, ny)`` with every axis >= 1."""
+    if len(shape) < min_rank:
+        raise ValueError(f"{name} must have shape (..., n1, n2, ny) with at least {min_rank} dimensions, got shape {tuple(shape)}")
+    if any(n < 1 for n in shape[len(shape) - min_rank:]):
+        raise ValueError(f"{name} has an empty axis: shape {tuple(shape)}")
+
+
 def to_batch(P: Any, *, normalize: bool, name: str = "P", min_rank: int = 3):
     """Validates ``P`` of shape ``(..., n1, n2, ny)`` and returns ``(flat, batch_shape, kind)``
     with ``flat`` a C-contiguous float64 numpy array of shape ``(batch, n1, n2, ny)``.
@@ -78,18 +86,19 @@ def to_batch(P: Any, *, normalize: bool, name: str = "P", min_rank: int = 3):
         if np.iscomplexobj(arr):
             raise ValueError(f"{name} must be real, got dtype {arr.dtype}")
         arr = arr.astype(np.float64, copy=False)
-    if arr.ndim < min_rank:
-        raise ValueError(
-            f"{name} must have shape (..., n1, n2, ny) with at least {min_rank} dimensions, got shape {tuple(arr.shape)}"
-        )
+    check_shape(arr.shape, name=name, min_rank=min_rank)
     core = arr.shape[arr.ndim - min_rank:]
-    if any(n < 1 for n in core):
-        raise ValueError(f"{name} has an empty axis: shape {tuple(arr.shape)}")
     batch_shape = tuple(arr.shape[: arr.ndim - min_rank])
     flat = np.ascontiguousarray(arr.reshape((-1,) + core), dtype=np.float64)
     if flat.shape[0] == 0:
         return flat, batch_shape, kind
 
+    return check_flat(flat, batch_shape, normalize=normalize, min_rank=min_rank), batch_shape, kind
+
+
+def check_flat(flat: np.ndarray, batch_shape: Tuple[int, ...] = (), *, normalize: bool = False, min_rank: int = 3) -> np.ndarray:
+    """The per-distribution checks of :func:`to_batch` on a float64 array (batch, ...);
+    returns the distributions divided by their totals."""
     per = flat.reshape(flat.shape[0], -1)
     checks = [
         (~np.isfinite(per).all(axis=1), "contains NaN or infinite entries"),
@@ -103,9 +112,7 @@ def to_batch(P: Any, *, normalize: bool, name: str = "P", min_rank: int = 3):
     if (total <= 0).any():
         i = int(np.argmax(total <= 0))
         raise ValueError(f"{_batch_index(i, batch_shape)} (batch index {i}) has zero total mass")
-    if normalize:
-        flat = flat / total.reshape((-1,) + (1,) * min_rank)
-    else:
+    if not normalize:
         off = np.abs(total - 1.0) > NORMALISATION_TOLERANCE
         if off.any():
             i = int(np.argmax(off))
@@ -113,9 +120,9 @@ def to_batch(P: Any, *, normalize: bool, name: str = "P", min_rank: int = 3):
                 f"{_batch_index(i, batch_shape)} (batch index {i}) is not normalised: it sums to "
                 f"{total[i]!r}; pass normalize=True to accept counts or unnormalised weights"
             )
-        # Remove the rounding-level deviation so the marginals are exactly consistent.
-        flat = flat / total.reshape((-1,) + (1,) * min_rank)
-    return flat, batch_shape, kind
+    # Dividing by the total also removes a rounding-level deviation from 1, so the
+    # marginals the solver sees are exactly consistent.
+    return flat / total.reshape((-1,) + (1,) * min_rank)
 
 
 def unit_of(base) -> Tuple[str, float]:

@@ -6,7 +6,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _C
-from ._backend import to_batch, unit_of
+from ._backend import check_shape, is_torch, to_batch, unit_of
 from .info import pid_informations
 from .result import PIDResult
 
@@ -80,6 +80,8 @@ def decompose(
         max_iter = DEFAULT_MAX_ITER
     if int(max_iter) < 0:
         raise ValueError(f"max_iter must be >= 0, got {max_iter!r}")
+    if is_torch(P):
+        return _decompose_torch(P, method, tol * log_base, int(max_iter), unit, log_base, normalize, return_coupling)
     flat, batch_shape, kind = to_batch(P, normalize=normalize)
     n1, n2, ny = flat.shape[1:]
 
@@ -104,4 +106,40 @@ def decompose(
         unit=unit,
         method=method,
         coupling=kind.wrap(out["coupling"].reshape(batch_shape + (n1, n2, ny))) if return_coupling else None,
+    )
+
+
+def _decompose_torch(P, method, tol_nats, max_iter, unit, log_base, normalize, return_coupling):
+    """decompose() for torch tensors: differentiable, on P's device, torch.compile-friendly."""
+    import torch
+
+    from . import torch_ops  # noqa: F401  (registers the fastpid:: ops)
+
+    check_shape(tuple(P.shape))
+    if not torch.compiler.is_compiling():
+        to_batch(P, normalize=normalize)  # full checks with messages naming the bad index
+    out_dtype = P.dtype if P.dtype in (torch.float32, torch.float64) else torch.float64
+    batch_shape = tuple(P.shape[:-3])
+    n1, n2, ny = P.shape[-3:]
+    Pd = P.to(torch.float64)
+    if normalize:
+        Pd = Pd / Pd.sum(dim=(-3, -2, -1), keepdim=True)
+    # Zero cells get gradient 0 in every term (README, "Gradients"): the graph sees them as
+    # constants, without changing any value.
+    Pd = torch.where(Pd > 0, Pd, Pd.detach())
+    flat = Pd.reshape(-1, n1, n2, ny).contiguous()
+    value, bound, converged, iterations, _, _, coupling = torch.ops.fastpid.solve(flat, tol_nats, max_iter, method, return_coupling)
+    informations = pid_informations(flat, base=np.e)
+    atoms = atoms_from(value, informations)
+
+    def field(v):
+        return (v / log_base).reshape(batch_shape).to(out_dtype)
+
+    return PIDResult(
+        redundancy=field(atoms["redundancy"]), unique1=field(atoms["unique1"]), unique2=field(atoms["unique2"]),
+        synergy=field(atoms["synergy"]), mi_x1=field(informations["mi_x1"]), mi_x2=field(informations["mi_x2"]),
+        mi_joint=field(informations["mi_joint"]), bound=field(bound),
+        converged=(converged & torch.isfinite(value)).reshape(batch_shape), iterations=iterations.reshape(batch_shape),
+        unit=unit, method=method,
+        coupling=coupling.reshape(batch_shape + (n1, n2, ny)).to(out_dtype) if return_coupling else None,
     )

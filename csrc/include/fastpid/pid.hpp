@@ -58,6 +58,11 @@ void proxy_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs
 void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,
                int num_threads);
 
+// Backward of the exact or proxy value: grad_P = -grad_value * (alpha(x1,y) + beta(x2,y))
+// where P > 0, and 0 where P == 0 (see grad_cpu.cpp). dual1/dual2 as in SolveOutputs.
+void value_grad_cpu(const double* grad_value, const double* P, const double* dual1, const double* dual2,
+                    Shape shape, double* grad_P, int num_threads);
+
 int max_threads();
 
 }  // namespace fastpid
