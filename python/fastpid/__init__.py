@@ -6,12 +6,16 @@
     >>> round(float(r.synergy), 6)
     1.0
 
-Public names: :func:`decompose`, :class:`PIDResult`, :func:`build_info`, and the modules
-:mod:`fastpid.info` (entropies and mutual informations) and :mod:`fastpid.reference`
-(an independent CVXPY solver, needs the ``reference`` extra).
+Public names: :func:`decompose`, :class:`PIDResult`, :func:`estimate` (samples to a PID,
+with :class:`Discretiser` and bootstrap intervals), :class:`TwoStageController`,
+:func:`build_info`, and the modules :mod:`fastpid.info` (entropies and mutual informations),
+:mod:`fastpid.proxies` (per-modality MI and ECS proxies) and :mod:`fastpid.reference` (an
+independent CVXPY solver, needs the ``reference`` extra).
 """
-from . import _C, info
+from . import _C, info, proxies
+from .controller import Decision, TwoStageController
 from .core import decompose
+from .estimate import Discretiser, Estimate, estimate
 from .result import PIDResult
 
 __version__ = _C.build_info()["version"]
@@ -32,4 +36,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastpid' has no attribute {name!r}")
 
 
-__all__ = ["decompose", "PIDResult", "build_info", "info", "reference", "__version__"]
+__all__ = [
+    "decompose", "PIDResult", "estimate", "Estimate", "Discretiser", "TwoStageController", "Decision",
+    "build_info", "info", "proxies", "reference", "__version__",
+]
