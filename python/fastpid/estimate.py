@@ -6,6 +6,12 @@ truth by roughly (cells - 1) / (2 n ln 2) bits for n samples (Miller-Madow), whi
 20 x 20 x 6 histogram of 1,000 samples is large. ``bias_correction="shuffle"`` estimates the
 part of every atom that survives when Y is permuted (no real dependence) and subtracts it;
 it is a heuristic, stated as such, and the uncorrected values are kept too.
+
+Bootstrap intervals are percentile intervals of the resampled atoms. They cover the truth at
+about their nominal rate when the atom is away from the edge of its range; for an atom whose
+true value is 0 or pinned by the boundary (the AND gate's unique informations, say) the
+plug-in estimate is biased and the interval covers less (seen: 65% for a nominal 90% on the
+AND gate's synergy from 3,000 samples).
 """
 from __future__ import annotations
 
