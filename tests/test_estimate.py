@@ -71,11 +71,17 @@ def test_bootstrap_interval_coverage(rng):
 
 
 def test_shuffle_bias_correction_removes_spurious_synergy(rng):
-    # independent sources and label: every atom's truth is 0; plug-in synergy is positive
-    x1, x2, y = rng.integers(0, 8, 400), rng.integers(0, 8, 400), rng.integers(0, 3, 400)
-    est = estimate(x1, x2, y, bias_correction="shuffle", shuffles=30)
-    assert float(est.pid.synergy) > 0.05
-    assert abs(est.corrected["synergy"]) < 0.5 * float(est.pid.synergy)
+    # Independent sources and label: every atom's truth is 0, but the plug-in synergy of 400
+    # samples over 8 x 8 x 3 cells is about 0.2 bits. Averaged over replicates, the corrected
+    # value is near 0 (a single replicate scatters by about +-0.05).
+    plug_in, corrected = [], []
+    for _ in range(10):
+        x1, x2, y = rng.integers(0, 8, 400), rng.integers(0, 8, 400), rng.integers(0, 3, 400)
+        est = estimate(x1, x2, y, bias_correction="shuffle", shuffles=30, seed=int(rng.integers(1 << 30)))
+        plug_in.append(float(est.pid.synergy))
+        corrected.append(est.corrected["synergy"])
+    assert np.mean(plug_in) > 0.1
+    assert abs(np.mean(corrected)) < 0.03
 
 
 def test_continuous_features_and_reusable_discretiser(rng):
