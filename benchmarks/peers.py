@@ -56,3 +56,114 @@ def decompose_fastpid_paper(P, **kwargs):
     inf = pid_informations(np.asarray(P, dtype=float), base=math.e)
     atoms = atoms_from(value, inf)
     return {k: v / math.log(2) for k, v in atoms.items()}, steps
+
+
+# --------------------------------------------------------------------------------------
+# Every method of the benchmark suite behind one signature: solve(name, P) -> atoms (bits).
+# --------------------------------------------------------------------------------------
+ATOMS = ("redundancy", "unique1", "unique2", "synergy")
+
+
+def _fastpid(method):
+    def run(P):
+        import fastpid
+
+        r = fastpid.decompose(P, method=method)
+        return {a: float(getattr(r, a)) for a in ATOMS}
+
+    return run
+
+
+def _cvxpy(solver, formulation):
+    def run(P):
+        from fastpid.reference import decompose_cvxpy
+
+        # Each solver's own default tolerances: how users call it.
+        r = decompose_cvxpy(P, solver=solver, formulation=formulation, solver_options={})
+        return {a: float(getattr(r, a)) for a in ATOMS}
+
+    return run
+
+
+def _dit(P):
+    import dit
+    from dit.pid import PID_BROJA
+
+    idx = np.nonzero(P)
+    outcomes = [tuple(int(i) for i in t) for t in zip(*idx)]
+    d = dit.Distribution(outcomes, [float(v) for v in P[idx]])
+    r = PID_BROJA(d, [[0], [1]], [2])
+    return {
+        "redundancy": float(r.get_pi(((0,), (1,)))), "unique1": float(r.get_pi(((0,),))),
+        "unique2": float(r.get_pi(((1,),))), "synergy": float(r.get_pi(((0, 1),))),
+    }
+
+
+def _paper(P):
+    return decompose_fastpid_paper(P)[0]
+
+
+METHODS = {
+    "fastpid exact": _fastpid("exact"),
+    "fastpid proxy": _fastpid("proxy"),
+    "cvxpy clarabel strong": _cvxpy("CLARABEL", "strong"),
+    "cvxpy clarabel common": _cvxpy("CLARABEL", "common"),
+    "cvxpy scs strong": _cvxpy("SCS", "strong"),
+    "cvxpy ecos strong": _cvxpy("ECOS", "strong"),
+    "dit broja": _dit,
+    "fastpid paper": _paper,
+}
+REQUIRES = {"cvxpy": ("cvxpy",), "dit": ("dit",), "paper": ("torch",), "ecos": ("ecos",), "scs": ("scs",)}
+
+
+def available(name):
+    """None if the method can run here, else why not (a peer not installed is skipped, never faked)."""
+    import importlib.util
+
+    for key, modules in REQUIRES.items():
+        if key in name:
+            for m in modules:
+                if importlib.util.find_spec(m) is None:
+                    return f"{m} is not installed"
+    return None
+
+
+PREPARE = {"cvxpy": ("cvxpy", "clarabel", "fastpid.reference"), "dit": ("dit", "dit.pid"), "paper": ("torch",)}
+
+
+def _child(name, P, queue):
+    import importlib
+    import time
+
+    try:
+        # Imports happen before the clock starts: a peer is timed solving, not loading.
+        for key, modules in PREPARE.items():
+            if key in name:
+                for m in modules:
+                    importlib.import_module(m)
+        start = time.perf_counter()
+        atoms = METHODS[name](P)
+        queue.put(("ok", time.perf_counter() - start, atoms))
+    except Exception as err:  # reported, not hidden
+        queue.put(("error", 0.0, f"{type(err).__name__}: {err}"))
+
+
+def solve_with_limit(name, P, limit_s):
+    """Runs one method on one distribution in a child process, timed inside the child.
+    Returns (status, seconds, atoms-or-message); status "timeout" after limit_s."""
+    import multiprocessing as mp
+
+    # spawn, not fork: a child forked after OpenMP (fastpid, torch) has started its thread
+    # pool can stall in it; every child starts clean and imports before its clock starts.
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(name, P, queue))
+    proc.start()
+    proc.join(limit_s)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        return "timeout", limit_s, f"> {limit_s:g} s"
+    if queue.empty():
+        return "error", 0.0, f"exit code {proc.exitcode}"
+    return queue.get()

@@ -173,7 +173,8 @@ def plot(trajectory, path):
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (("unique1", "U1 (strong x1)"), ("unique2", "U2 (weak x2)"), ("synergy", "S"), ("redundancy", "R")):
         ax.plot(ep, [t[key] for t in trajectory], marker="o", ms=3, label=label)
-    for prev, cur in zip(trajectory, trajectory[1:]):
+    previous = [{"train": ["x1", "x2"]}] + trajectory[:-1]  # both modalities train at the start
+    for prev, cur in zip(previous, trajectory):
         if cur["train"] != prev["train"]:
             ax.axvline(cur["epoch"], color="gray", ls=":", lw=1)
             ax.text(cur["epoch"], ax.get_ylim()[1] * 0.95, "+".join(cur["train"]), rotation=90, va="top", fontsize=7)

@@ -278,6 +278,19 @@ void build_structure(const double* P, const Shape& shape, Structure& st) {
   }
 }
 
+// The alpha block of one x1 value: its variables a0 .. a0 + k and the triples of its cells,
+// t_first .. t_first + nJ (their beta variables are increasing, see factorize()).
+struct AlphaBlock {
+  int a0, k, t_first, nJ;
+  bool empty() const { return k == 0 || nJ == 0; }
+};
+
+AlphaBlock alpha_block(const Structure& st, int x1) {
+  const int a0 = st.a_start[x1], c0 = st.x1_cell_start[x1], c1 = st.x1_cell_start[x1 + 1];
+  const int t_first = st.cell_start[c0];
+  return {a0, st.a_start[x1 + 1] - a0, t_first, st.cell_start[c1] - t_first};
+}
+
 // Per-thread storage of one solve; reused across the distributions a thread handles.
 struct Workspace {
   Structure st;
@@ -365,10 +378,10 @@ void factorize(const Structure& st, Workspace& w) {
   const int nB = st.nB;
   std::fill(w.S.begin(), w.S.end(), 0.0);
   for (int x1 = 0; x1 < st.n1; ++x1) {
-    const int a0 = st.a_start[x1], k = st.a_start[x1 + 1] - a0;
+    const AlphaBlock blk = alpha_block(st, x1);
+    if (blk.empty()) continue;
+    const int a0 = blk.a0, k = blk.k, t_first = blk.t_first, nJ = blk.nJ;
     const int c0 = st.x1_cell_start[x1], c1 = st.x1_cell_start[x1 + 1];
-    if (k == 0 || c0 == c1) continue;
-    const int t_first = st.cell_start[c0], nJ = st.cell_start[c1] - t_first;
     double* L = w.Lblocks.data() + w.l_off[x1];
     double* X = w.Xblocks.data() + w.x_off[x1];
     std::fill(L, L + int64_t(k) * k, 0.0);
@@ -423,10 +436,9 @@ void solve_newton(const Structure& st, Workspace& w) {
   double* rb = w.dlam.data() + nA;
   std::copy(w.rhs.begin() + nA, w.rhs.begin() + nA + nB, rb);
   for (int x1 = 0; x1 < st.n1; ++x1) {
-    const int a0 = st.a_start[x1], k = st.a_start[x1 + 1] - a0;
-    const int c0 = st.x1_cell_start[x1], c1 = st.x1_cell_start[x1 + 1];
-    if (k == 0 || c0 == c1) continue;
-    const int t_first = st.cell_start[c0], nJ = st.cell_start[c1] - t_first;
+    const AlphaBlock blk = alpha_block(st, x1);
+    if (blk.empty()) continue;
+    const int a0 = blk.a0, k = blk.k, t_first = blk.t_first, nJ = blk.nJ;
     const double* L = w.Lblocks.data() + w.l_off[x1];
     const double* X = w.Xblocks.data() + w.x_off[x1];
     double* y = w.ya.data() + a0;
@@ -436,7 +448,7 @@ void solve_newton(const Structure& st, Workspace& w) {
       y[i] = v / L[int64_t(i) * k + i];
     }
     const int* bj = st.t_b.data() + t_first;
-    const bool contiguous = bj[nJ - 1] - bj[0] == nJ - 1;
+    const bool contiguous = bj[nJ - 1] - bj[0] == nJ - 1;  // the common, dense case
     for (int i = 0; i < k; ++i) {
       const double* xi = X + int64_t(i) * padded(nJ);
       const double yi = y[i];
@@ -453,10 +465,9 @@ void solve_newton(const Structure& st, Workspace& w) {
     if (st.pinned[b]) rb[b] = 0.0;
   cholesky_solve(w.S.data(), nB, rb);
   for (int x1 = 0; x1 < st.n1; ++x1) {
-    const int a0 = st.a_start[x1], k = st.a_start[x1 + 1] - a0;
-    const int c0 = st.x1_cell_start[x1], c1 = st.x1_cell_start[x1 + 1];
-    if (k == 0 || c0 == c1) continue;
-    const int t_first = st.cell_start[c0], nJ = st.cell_start[c1] - t_first;
+    const AlphaBlock blk = alpha_block(st, x1);
+    if (blk.empty()) continue;
+    const int a0 = blk.a0, k = blk.k, t_first = blk.t_first, nJ = blk.nJ;
     const double* L = w.Lblocks.data() + w.l_off[x1];
     const double* X = w.Xblocks.data() + w.x_off[x1];
     double* y = w.ya.data() + a0;
@@ -571,11 +582,10 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
   w.x_off.assign(st.n1 + 1, 0);
   int64_t max_nJ = 0;
   for (int x1 = 0; x1 < st.n1; ++x1) {
-    const int k = st.a_start[x1 + 1] - st.a_start[x1];
-    const int nJ = st.cell_start[st.x1_cell_start[x1 + 1]] - st.cell_start[st.x1_cell_start[x1]];
-    w.l_off[x1 + 1] = w.l_off[x1] + int64_t(k) * k;
-    w.x_off[x1 + 1] = w.x_off[x1] + int64_t(k) * padded(nJ);
-    max_nJ = std::max<int64_t>(max_nJ, nJ);
+    const AlphaBlock blk = alpha_block(st, x1);
+    w.l_off[x1 + 1] = w.l_off[x1] + int64_t(blk.k) * blk.k;
+    w.x_off[x1 + 1] = w.x_off[x1] + int64_t(blk.k) * padded(blk.nJ);
+    max_nJ = std::max<int64_t>(max_nJ, blk.nJ);
   }
   w.Lblocks.assign(w.l_off[st.n1], 0.0);
   w.Xblocks.assign(w.x_off[st.n1], 0.0);

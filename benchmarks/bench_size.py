@@ -1,0 +1,74 @@
+"""Speed vs size: time per distribution of every method, dense n x n x n (n = 2 .. 64) and
+20 x 20 x |Y| histograms of 1,000 samples (|Y| in 2, 6, 10, 28, 101).
+
+    python -m benchmarks.bench_size [--quick]
+
+Each peer runs in a child process with a per-distribution time limit (reported as
+"> limit", not waited on); answers are checked against fastpid's certified result (tol
+1e-10) before times are recorded. Writes results/size[-quick].json.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import numpy as np
+
+import fastpid
+from fastpid.families import dense, histogram
+
+from .harness import machine, progress, table, time_call, write_json
+from .peers import ATOMS, METHODS, available, solve_with_limit
+
+
+def inputs(quick, rng):
+    dense_sizes = [2, 4, 8] if quick else [2, 4, 8, 16, 32, 64]
+    labels = [2, 6] if quick else [2, 6, 10, 28, 101]
+    cases = [(f"dense {n}x{n}x{n}", "dense", n, dense(rng, n, n, n)) for n in dense_sizes]
+    cases += [(f"hist 20x20x{k}", "hist", k, histogram(rng, 20, 20, k, samples=1000)) for k in labels]
+    return cases
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--limit", type=float, default=None, help="seconds per distribution and method")
+    args = parser.parse_args(argv)
+    limit = args.limit or (3.0 if args.quick else 30.0)
+    rng = np.random.default_rng(7)
+    skipped = {m: why for m in METHODS if (why := available(m))}
+    for m, why in skipped.items():
+        print(f"skipping {m}: {why}")
+    rows, records = [], []
+    for label, family, size, P in inputs(args.quick, rng):
+        ref = fastpid.decompose(P, tol=1e-10)
+        assert bool(ref.converged)
+        ref_atoms = {a: float(getattr(ref, a)) for a in ATOMS}
+        for method in METHODS:
+            if method in skipped:
+                continue
+            progress(f"{label}: {method}")
+            if method.startswith("fastpid exact") or method.startswith("fastpid proxy"):
+                kind = method.split()[1]
+                atoms = METHODS[method](P)
+                t = time_call(lambda: fastpid.decompose(P, method=kind), repeats=5 if P.size < 50000 else 1, warmup=1 if P.size < 50000 else 0)
+                status, seconds = "ok", t["median_s"]
+            else:
+                status, seconds, atoms = solve_with_limit(method, P, limit)
+            err = max(abs(atoms[a] - ref_atoms[a]) for a in ATOMS) if status == "ok" else None
+            rec = {"case": label, "family": family, "size": size, "method": method, "status": status,
+                   "seconds": seconds if status == "ok" else None, "max_error_bits": err,
+                   "note": None if status == "ok" else str(atoms)}
+            records.append(rec)
+            rows.append({"case": label, "method": method,
+                         "time": f"{seconds * 1e3:.3g} ms" if status == "ok" else (f"> {limit:g} s" if status == "timeout" else "error"),
+                         "max err (bits)": err})
+    payload = {"machine": machine(), "limit_s": limit, "reference": "fastpid exact at tol 1e-10 (certified)", "records": records, "skipped": skipped}
+    path = write_json("size-quick.json" if args.quick else "size.json", payload)
+    print(table(rows, ["case", "method", "time", "max err (bits)"], {"max err (bits)": ".1e"}))
+    print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Plots of the benchmark results (PNG, committed beside the JSON):
+
+    python -m benchmarks.plots [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from .harness import RESULTS
+
+COLORS = {
+    "fastpid exact": "C0", "fastpid proxy": "C9", "cvxpy clarabel strong": "C1", "cvxpy clarabel common": "C3",
+    "cvxpy scs strong": "C4", "cvxpy ecos strong": "C5", "dit broja": "C6", "fastpid paper": "C2",
+}
+
+
+def _load(name):
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def time_vs_size(size, out):
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    limit = size["limit_s"]
+    for ax, family, xlabel in ((axes[0], "dense", "n (dense n x n x n)"), (axes[1], "hist", "|Y| (20 x 20 x |Y| histograms, 1,000 samples)")):
+        for method, color in COLORS.items():
+            recs = [r for r in size["records"] if r["family"] == family and r["method"] == method]
+            if not recs:
+                continue
+            ok = [(r["size"], r["seconds"]) for r in recs if r["status"] == "ok"]
+            slow = [r["size"] for r in recs if r["status"] == "timeout"]
+            if ok:
+                ax.plot(*zip(*ok), marker="o", ms=4, color=color, label=method)
+            if slow:
+                ax.plot(slow, [limit] * len(slow), ls="none", marker="x", ms=8, color=color)
+        ax.axhline(limit, color="gray", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("seconds per distribution")
+    axes[0].set_title(f"time vs size (x: over the {limit:g} s limit)")
+    axes[1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def error_vs_time(size, out):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for method, color in COLORS.items():
+        pts = [(r["seconds"], max(r["max_error_bits"], 1e-12)) for r in size["records"] if r["method"] == method and r["status"] == "ok"]
+        if pts:
+            ax.scatter(*zip(*pts), s=18, color=color, label=method)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds per distribution")
+    ax.set_ylabel("max error of the atoms (bits; floor 1e-12)")
+    ax.set_title("error vs time, every case of the size benchmark")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def throughput(batch, out):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, color in (("exact", "C0"), ("proxy", "C9")):
+        recs = [r for r in batch["records"] if r["method"] == method]
+        ax.plot([r["batch"] for r in recs], [r["per_second"] for r in recs], marker="o", color=color, label=f"fastpid {method}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (20 x 20 x 6 histograms)")
+    ax.set_ylabel("distributions per second")
+    ax.set_title(f"CPU throughput, {batch['threads']} threads")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def bound_vs_error(bound, out):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    b = np.array([max(r["bound"], 1e-16) for r in bound["records"]])
+    e = np.array([max(r["error"], 1e-16) for r in bound["records"]])
+    ax.scatter(b, e, s=10, c=np.log10([r["tol"] for r in bound["records"]]), cmap="viridis")
+    lo, hi = 1e-16, max(b.max(), e.max()) * 2
+    ax.plot([lo, hi], [lo, hi], color="gray", ls="--", lw=1, label="error = bound")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("certified bound (bits)")
+    ax.set_ylabel("true error vs tol-1e-12 solve (bits; floor 1e-16)")
+    ax.set_title("the bound holds: every point under the diagonal")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    suffix = "-quick" if args.quick else ""
+    made = []
+    size = _load(f"size{suffix}.json")
+    if size:
+        time_vs_size(size, RESULTS / f"time_vs_size{suffix}.png")
+        error_vs_time(size, RESULTS / f"error_vs_time{suffix}.png")
+        made += [f"time_vs_size{suffix}.png", f"error_vs_time{suffix}.png"]
+    batch = _load(f"batch{suffix}.json")
+    if batch:
+        throughput(batch, RESULTS / f"throughput{suffix}.png")
+        made.append(f"throughput{suffix}.png")
+    bound = _load(f"bound{suffix}.json")
+    if bound:
+        bound_vs_error(bound, RESULTS / f"bound_vs_error{suffix}.png")
+        made.append(f"bound_vs_error{suffix}.png")
+    print("plots:", ", ".join(made) or "none (run the benchmarks first)")
+
+
+if __name__ == "__main__":
+    main()

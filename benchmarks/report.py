@@ -1,0 +1,84 @@
+"""Markdown tables of the committed results, for README (so its numbers are the JSON's):
+
+    python -m benchmarks.report
+"""
+from __future__ import annotations
+
+import json
+
+from .harness import RESULTS
+
+
+def _load(name):
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _ms(s):
+    return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
+
+
+def cpu_table(cpu):
+    lines = ["| case | method | time / distribution | speed-up vs CVXPY strong | vs CVXPY common | max error (bits) |", "|---|---|---|---|---|---|"]
+    for case, methods in cpu["cases"].items():
+        strong = methods["cvxpy strong"]["time_per_distribution_s"]
+        common = methods["cvxpy common"]["time_per_distribution_s"]
+        for method, r in methods.items():
+            t = r["time_per_distribution_s"]
+            err = r["max_error_bits"]
+            lines.append(f"| {case} | {method} | {_ms(t)} | {strong / t:.1f}x | {common / t:.1f}x | {err:.1e} |" if err is not None else
+                         f"| {case} | {method} | {_ms(t)} | {strong / t:.1f}x | {common / t:.1f}x | - |")
+    b = cpu["batch"]
+    lines.append("")
+    lines.append(f"Batch of {b['batch']} 20x20x6 histograms: fastpid exact {b['fastpid exact s']:.2f} s, proxy {b['fastpid proxy s']:.3f} s "
+                 f"(all {b['converged']} converged, max bound {b['max_certified_bound_bits']:.1e} bits); CVXPY strong "
+                 f"{b['cvxpy strong s (extrapolated)']:.0f} s and the FastPID-paper solver {b['fastpid paper s (extrapolated)']:.0f} s, "
+                 "extrapolated from their per-distribution medians.")
+    return "\n".join(lines)
+
+
+def size_table(size):
+    methods = list(dict.fromkeys(r["method"] for r in size["records"]))
+    cases = list(dict.fromkeys(r["case"] for r in size["records"]))
+    lines = ["| case | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for case in cases:
+        cells = []
+        for m in methods:
+            r = next((r for r in size["records"] if r["case"] == case and r["method"] == m), None)
+            if r is None:
+                cells.append("-")
+            elif r["status"] == "ok":
+                cells.append(f"{_ms(r['seconds'])} ({r['max_error_bits']:.0e})")
+            elif r["status"] == "timeout":
+                cells.append(f"> {size['limit_s']:g} s")
+            else:
+                cells.append("error")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def accuracy_table(acc):
+    lines = ["| family | method | max error (bits) | median error (bits) | failed / timed out |", "|---|---|---|---|---|"]
+    for r in acc["records"]:
+        fmt = lambda v: f"{v:.1e}" if v is not None else "-"  # noqa: E731
+        lines.append(f"| {r['family']} | {r['method']} | {fmt(r['max_error_bits'])} | {fmt(r['median_error_bits'])} | {r['failed_or_timeout']}/{r['n']} |")
+    return "\n".join(lines)
+
+
+def batch_table(batch):
+    lines = ["| method | batch | time | distributions / s |", "|---|---|---|---|"]
+    for r in batch["records"]:
+        lines.append(f"| {r['method']} | {r['batch']} | {_ms(r['seconds'])} | {r['per_second']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main():
+    for name, fn in (("cpu.json", cpu_table), ("size.json", size_table), ("accuracy.json", accuracy_table), ("batch.json", batch_table)):
+        data = _load(name)
+        if data:
+            print(f"\n### {name}  ({data['machine']['cpu']}, {data['machine']['cores']} cores)\n")
+            print(fn(data))
+
+
+if __name__ == "__main__":
+    main()
