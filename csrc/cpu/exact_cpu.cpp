@@ -295,7 +295,7 @@ AlphaBlock alpha_block(const Structure& st, int x1) {
 struct Workspace {
   Structure st;
   std::vector<double> lam, m, s, s_true, p, q;
-  std::vector<double> rd, rhs, dlam, dm, ds, comp, target, ds_aff, dm_aff, x1_violation;
+  std::vector<double> rd, rhs, dlam, dm, ds, comp, target, x1_violation;
   std::vector<double> Lblocks, Xblocks, S, U, ya, panel;
   std::vector<int64_t> l_off, x_off;
   std::vector<double> q_round, row_sum, col_sum, y_norm, cell_mass;
@@ -555,29 +555,14 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
   build_structure(P, shape, st);
   const int nA = st.nA, nB = st.nB, N = nA + nB, C = st.cells(), T = st.triples();
 
-  w.lam.assign(N, 0.0);
-  w.m.assign(C, 0.0);
-  w.s.assign(C, 0.0);
-  w.s_true.assign(C, 0.0);
-  w.p.assign(T, 0.0);
-  w.q.assign(T, 0.0);
-  w.ds.assign(C, 0.0);
-  w.target.assign(C, 0.0);
-  w.x1_violation.assign(st.n1, 0.0);
-  w.rd.assign(N, 0.0);
-  w.rhs.assign(N, 0.0);
-  w.dlam.assign(N, 0.0);
-  w.dm.assign(C, 0.0);
-  w.comp.assign(C, 0.0);
-  w.ds_aff.assign(C, 0.0);
-  w.dm_aff.assign(C, 0.0);
-  w.ya.assign(nA, 0.0);
-  w.q_round.assign(T, 0.0);
-  w.row_sum.assign(nA, 0.0);
+  // Zeroed storage of every size this distribution needs.
+  for (auto* v : {&w.lam, &w.rd, &w.rhs, &w.dlam, &w.best_lam}) v->assign(N, 0.0);
+  for (auto* v : {&w.m, &w.s, &w.s_true, &w.ds, &w.dm, &w.target, &w.comp}) v->assign(C, 0.0);
+  for (auto* v : {&w.p, &w.q, &w.q_round, &w.best_q}) v->assign(T, 0.0);
+  for (auto* v : {&w.ya, &w.row_sum}) v->assign(nA, 0.0);
   w.col_sum.assign(nB, 0.0);
   w.y_norm.assign(st.ny, 0.0);
-  w.best_q.assign(T, 0.0);
-  w.best_lam.assign(N, 0.0);
+  w.x1_violation.assign(st.n1, 0.0);
   w.l_off.assign(st.n1 + 1, 0);
   w.x_off.assign(st.n1 + 1, 0);
   int64_t max_nJ = 0;
