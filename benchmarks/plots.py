@@ -31,6 +31,20 @@ def _plt():
     return plt
 
 
+def _finish_loglog(fig, ax, out, *, xlabel, ylabel, title, legend_size=None):
+    """Log-log axes, labels, legend, save and close: the ending every single-panel plot shares."""
+    plt = _plt()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def time_vs_size(size, out):
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -70,15 +84,8 @@ def error_vs_time(size, out):
         pts = [(r["seconds"], max(r["max_error_bits"], 1e-12)) for r in size["records"] if r["method"] == method and r["status"] == "ok"]
         if pts:
             ax.scatter(*zip(*pts), s=18, color=color, label=method)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("seconds per distribution")
-    ax.set_ylabel("max error of the atoms (bits; floor 1e-12)")
-    ax.set_title("error vs time, every case of the size benchmark")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _finish_loglog(fig, ax, out, xlabel="seconds per distribution", ylabel="max error of the atoms (bits; floor 1e-12)",
+                   title="error vs time, every case of the size benchmark", legend_size=7)
 
 
 def throughput(batch, out):
@@ -87,15 +94,8 @@ def throughput(batch, out):
     for method, color in (("exact", "C0"), ("proxy", "C9")):
         recs = [r for r in batch["records"] if r["method"] == method]
         ax.plot([r["batch"] for r in recs], [r["per_second"] for r in recs], marker="o", color=color, label=f"fastpid {method}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size (20 x 20 x 6 histograms)")
-    ax.set_ylabel("distributions per second")
-    ax.set_title(f"CPU throughput, {batch['threads']} threads")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _finish_loglog(fig, ax, out, xlabel="batch size (20 x 20 x 6 histograms)", ylabel="distributions per second",
+                   title=f"CPU throughput, {batch['threads']} threads")
 
 
 def bound_vs_error(bound, out):
@@ -106,15 +106,8 @@ def bound_vs_error(bound, out):
     ax.scatter(b, e, s=10, c=np.log10([r["tol"] for r in bound["records"]]), cmap="viridis")
     lo, hi = 1e-16, max(b.max(), e.max()) * 2
     ax.plot([lo, hi], [lo, hi], color="gray", ls="--", lw=1, label="error = bound")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("certified bound (bits)")
-    ax.set_ylabel("true error vs tol-1e-12 solve (bits; floor 1e-16)")
-    ax.set_title("the bound holds: every point under the diagonal")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _finish_loglog(fig, ax, out, xlabel="certified bound (bits)", ylabel="true error vs tol-1e-12 solve (bits; floor 1e-16)",
+                   title="the bound holds: every point under the diagonal")
 
 
 def main(argv=None):
