@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from . import bench_accuracy, bench_batch, bench_bound, bench_cpu, bench_grad, bench_size, plots
+from . import bench_accuracy, bench_batch, bench_bound, bench_cpu, bench_grad, bench_robustness, bench_size, plots
 
 
 def main(argv=None):
@@ -18,7 +18,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     flags = ["--quick"] if args.quick else []
     for name, module in (("accuracy", bench_accuracy), ("bound", bench_bound), ("batch", bench_batch),
-                         ("size", bench_size), ("cpu", bench_cpu), ("grad", bench_grad)):
+                         ("size", bench_size), ("cpu", bench_cpu), ("grad", bench_grad),
+                         ("robustness", bench_robustness)):
         start = time.perf_counter()
         print(f"\n=== {name} ===", flush=True)
         module.main(flags)

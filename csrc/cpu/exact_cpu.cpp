@@ -298,7 +298,7 @@ struct Workspace {
   std::vector<double> rd, rhs, dlam, dm, ds, comp, target, x1_violation;
   std::vector<double> Lblocks, Xblocks, S, U, ya, panel;
   std::vector<int64_t> l_off, x_off;
-  std::vector<double> q_round, row_sum, col_sum, y_norm, cell_mass;
+  std::vector<double> q_round, row_sum, col_sum, y_norm;
   std::vector<double> best_q, best_lam;
 };
 

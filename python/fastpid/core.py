@@ -36,6 +36,18 @@ def atoms_from(value_nats, informations_nats):
     }
 
 
+def result_from(value_nats, informations_nats, field, *, bound, converged, iterations, unit, method, coupling=None) -> PIDResult:
+    """The PIDResult of solved values: atoms from the value (see atoms_from), and ``field``
+    applied to every atom, mutual information and ``bound`` (unit conversion, batch shape,
+    library and device). ``converged``, ``iterations`` and ``coupling`` are passed as given."""
+    atoms = atoms_from(value_nats, informations_nats)
+    return PIDResult(
+        **{name: field(v) for name, v in atoms.items()},
+        **{name: field(informations_nats[name]) for name in ("mi_x1", "mi_x2", "mi_joint")},
+        bound=field(bound), converged=converged, iterations=iterations, unit=unit, method=method, coupling=coupling,
+    )
+
+
 def decompose(
     P: Any,
     *,
@@ -87,24 +99,14 @@ def decompose(
 
     out = _solve_flat(flat, method, tol * log_base, int(max_iter), return_coupling, False, int(threads or 0))
     informations = pid_informations(flat, base=np.e)
-    atoms = atoms_from(out["value"], informations)
 
     def field(values):
         return kind.wrap(np.asarray(values).reshape(batch_shape) / log_base)
 
-    return PIDResult(
-        redundancy=field(atoms["redundancy"]),
-        unique1=field(atoms["unique1"]),
-        unique2=field(atoms["unique2"]),
-        synergy=field(atoms["synergy"]),
-        mi_x1=field(informations["mi_x1"]),
-        mi_x2=field(informations["mi_x2"]),
-        mi_joint=field(informations["mi_joint"]),
-        bound=field(out["bound"]),
+    return result_from(
+        out["value"], informations, field, bound=out["bound"],
         converged=kind.wrap_index(out["converged"].reshape(batch_shape) & np.isfinite(out["value"]).reshape(batch_shape)),
-        iterations=kind.wrap_index(out["iterations"].reshape(batch_shape)),
-        unit=unit,
-        method=method,
+        iterations=kind.wrap_index(out["iterations"].reshape(batch_shape)), unit=unit, method=method,
         coupling=kind.wrap(out["coupling"].reshape(batch_shape + (n1, n2, ny))) if return_coupling else None,
     )
 
@@ -130,16 +132,12 @@ def _decompose_torch(P, method, tol_nats, max_iter, unit, log_base, normalize, r
     flat = Pd.reshape(-1, n1, n2, ny).contiguous()
     value, bound, converged, iterations, _, _, coupling = torch.ops.fastpid.solve(flat, tol_nats, max_iter, method, return_coupling)
     informations = pid_informations(flat, base=np.e)
-    atoms = atoms_from(value, informations)
 
     def field(v):
         return (v / log_base).reshape(batch_shape).to(out_dtype)
 
-    return PIDResult(
-        redundancy=field(atoms["redundancy"]), unique1=field(atoms["unique1"]), unique2=field(atoms["unique2"]),
-        synergy=field(atoms["synergy"]), mi_x1=field(informations["mi_x1"]), mi_x2=field(informations["mi_x2"]),
-        mi_joint=field(informations["mi_joint"]), bound=field(bound),
-        converged=(converged & torch.isfinite(value)).reshape(batch_shape), iterations=iterations.reshape(batch_shape),
-        unit=unit, method=method,
+    return result_from(
+        value, informations, field, bound=bound, converged=(converged & torch.isfinite(value)).reshape(batch_shape),
+        iterations=iterations.reshape(batch_shape), unit=unit, method=method,
         coupling=coupling.reshape(batch_shape + (n1, n2, ny)).to(out_dtype) if return_coupling else None,
     )

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ._backend import to_batch, unit_of
-from .core import atoms_from
+from .core import result_from
 from .info import pid_informations
 from .result import PIDResult
 
@@ -126,17 +126,14 @@ def decompose_cvxpy(P, *, solver="CLARABEL", formulation="strong", base=2, norma
         values[i], status = max_conditional_entropy_cvxpy(dist, solver=solver, formulation=formulation, solver_options=solver_options)
         ok[i] = status == "optimal"
     informations = pid_informations(flat, base=math.e)
-    atoms = atoms_from(values, informations)
 
     def field(v):
         return np.asarray(v, dtype=float).reshape(batch_shape) / log_base
 
-    return PIDResult(
-        redundancy=field(atoms["redundancy"]), unique1=field(atoms["unique1"]), unique2=field(atoms["unique2"]),
-        synergy=field(atoms["synergy"]), mi_x1=field(informations["mi_x1"]), mi_x2=field(informations["mi_x2"]),
-        mi_joint=field(informations["mi_joint"]), bound=np.full(batch_shape, np.nan),
-        converged=ok.reshape(batch_shape), iterations=np.zeros(batch_shape, dtype=np.int32),
-        unit=unit, method=f"cvxpy-{solver.lower()}-{formulation}",
+    # CVXPY certifies nothing: bound is NaN.
+    return result_from(
+        values, informations, field, bound=np.full(len(flat), np.nan), converged=ok.reshape(batch_shape),
+        iterations=np.zeros(batch_shape, dtype=np.int32), unit=unit, method=f"cvxpy-{solver.lower()}-{formulation}",
     )
 
 
