@@ -26,8 +26,7 @@ Shape shape_of(const Array& P) {
 }
 
 template <typename Kernel>
-py::dict run(Kernel kernel, const Array& P, double tol, int max_iter, bool coupling, bool duals,
-             int threads) {
+py::dict run(Kernel kernel, const Array& P, SolverOptions opt, bool coupling, bool duals) {
   const Shape s = shape_of(P);
   py::array_t<double> value(s.batch), bound(s.batch);
   py::array_t<uint8_t> converged(s.batch);
@@ -51,19 +50,29 @@ py::dict run(Kernel kernel, const Array& P, double tol, int max_iter, bool coupl
     result["dual1"] = d1;
     result["dual2"] = d2;
   }
-  SolverOptions opt;
-  opt.tol = tol;
-  opt.max_iter = max_iter;
   const double* p = P.data();
   {
     py::gil_scoped_release release;
-    kernel(p, s, opt, out, threads);
+    kernel(p, s, opt, out);
   }
   result["value"] = value;
   result["bound"] = bound;
   result["converged"] = converged.attr("astype")("bool");
   result["iterations"] = iterations;
   return result;
+}
+
+SolverOptions options(double tol, int max_iter, int scaling_iters = 200) {
+  SolverOptions opt;
+  opt.tol = tol;
+  opt.max_iter = max_iter;
+  opt.scaling_iters = scaling_iters;
+  return opt;
+}
+
+// A batch kernel of fastpid/pid.hpp bound to its thread count.
+auto on_threads(void (*kernel)(const double*, Shape, SolverOptions, SolveOutputs, int), int threads) {
+  return [kernel, threads](const double* p, Shape s, SolverOptions opt, SolveOutputs out) { kernel(p, s, opt, out, threads); };
 }
 
 }  // namespace
@@ -73,15 +82,38 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "exact_cpu",
       [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads) {
-        return run(fastpid::exact_cpu, P, tol, max_iter, coupling, duals, threads);
+        return run(on_threads(fastpid::exact_cpu, threads), P, options(tol, max_iter), coupling, duals);
       },
       py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("coupling") = false,
       py::arg("duals") = false, py::arg("threads") = 0,
       "Exact solve of every distribution in P (batch, n1, n2, ny); tol in nats.");
   m.def(
+      "refine_cpu",
+      [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads, int scaling_iters) {
+        return run(on_threads(fastpid::refine_cpu, threads), P, options(tol, max_iter, scaling_iters), coupling, duals);
+      },
+      py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("coupling") = false,
+      py::arg("duals") = false, py::arg("threads") = 0, py::arg("scaling_iters") = 200,
+      "Refinement (iterative scaling, then semismooth Newton) of every distribution in P; tol in nats.");
+  m.def(
+      "team_executor",
+      [](const std::string& kernel, const Array& P, double tol, int max_iter, int team_size, uint64_t seed,
+         bool coupling, bool duals, int scaling_iters) {
+        if (kernel != "proxy" && kernel != "refine") throw std::invalid_argument("kernel must be 'proxy' or 'refine'");
+        if (team_size < 1 || team_size > 4096) throw std::invalid_argument("team_size must be in 1..4096");
+        auto body = [&kernel, team_size, seed](const double* p, Shape s, SolverOptions opt, SolveOutputs out) {
+          fastpid::team_executor_cpu(kernel.c_str(), p, s, opt, out, team_size, seed);
+        };
+        return run(body, P, options(tol, max_iter, scaling_iters), coupling, duals);
+      },
+      py::arg("kernel"), py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("team_size"), py::arg("seed"),
+      py::arg("coupling") = false, py::arg("duals") = false, py::arg("scaling_iters") = 200,
+      "Runs a kernel body with the CPU test executor: a team of team_size ranks as fibers, every phase in a "
+      "shuffled rank order (tests of the code the GPU runs).");
+  m.def(
       "proxy_cpu",
       [](const Array& P, double tol, bool coupling, bool duals, int threads) {
-        return run(fastpid::proxy_cpu, P, tol, 0, coupling, duals, threads);
+        return run(on_threads(fastpid::proxy_cpu, threads), P, options(tol, 0), coupling, duals);
       },
       py::arg("P"), py::arg("tol"), py::arg("coupling") = false, py::arg("duals") = false,
       py::arg("threads") = 0, "Closed-form proxy of every distribution in P; tol in nats.");

@@ -25,7 +25,8 @@ struct Shape {
 
 struct SolverOptions {
   double tol = 1e-7 * 0.6931471805599453;  // certified gap to reach, in nats
-  int max_iter = 100;                        // interior-point iterations per distribution
+  int max_iter = 100;                        // iterations per distribution
+  int scaling_iters = 200;                   // refine: iterative-scaling steps before Newton
 };
 
 // Per-distribution outputs. Pointers to optional outputs may be null.
@@ -52,6 +53,16 @@ FASTPID_HD inline double xlogx(double x) {
 // with the dual point alpha = log P(y|x1), beta = log P(x2|y) as its certificate.
 void proxy_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,
                int num_threads);
+
+// Refinement (refine.hpp): iterative scaling from the proxy, then a semismooth Newton
+// augmented-Lagrangian method, memory linear in the size of P; same outputs and certificate.
+void refine_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,
+                int num_threads);
+
+// The kernel bodies run by the CPU test executor with a team of `team_size` fibers in
+// shuffled order (kernel: "proxy" or "refine"); for tests of the GPU execution model.
+void team_executor_cpu(const char* kernel, const double* P, Shape shape, SolverOptions options,
+                       SolveOutputs out, int team_size, uint64_t seed);
 
 // Exact solver: primal-dual interior point method on the dual problem (see DESIGN.md),
 // each distribution stopping once its certified gap is <= options.tol.
