@@ -70,6 +70,14 @@ SolverOptions options(double tol, int max_iter, int scaling_iters = 200) {
   return opt;
 }
 
+SolverOptions refine_options(double tol, int max_iter, int scaling_iters, double penalty, double penalty_growth) {
+  if (!(penalty > 0) || !(penalty_growth >= 1)) throw std::invalid_argument("penalty must be > 0 and penalty_growth >= 1");
+  SolverOptions opt = options(tol, max_iter, scaling_iters);
+  opt.penalty = penalty;
+  opt.penalty_growth = penalty_growth;
+  return opt;
+}
+
 // A batch kernel of fastpid/pid.hpp bound to its thread count.
 auto on_threads(void (*kernel)(const double*, Shape, SolverOptions, SolveOutputs, int), int threads) {
   return [kernel, threads](const double* p, Shape s, SolverOptions opt, SolveOutputs out) { kernel(p, s, opt, out, threads); };
@@ -89,17 +97,19 @@ PYBIND11_MODULE(_C, m) {
       "Exact solve of every distribution in P (batch, n1, n2, ny); tol in nats.");
   m.def(
       "refine_cpu",
-      [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads, int scaling_iters) {
-        return run(on_threads(fastpid::refine_cpu, threads), P, options(tol, max_iter, scaling_iters), coupling, duals);
+      [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads, int scaling_iters,
+         double penalty, double penalty_growth) {
+        return run(on_threads(fastpid::refine_cpu, threads), P,
+                   refine_options(tol, max_iter, scaling_iters, penalty, penalty_growth), coupling, duals);
       },
       py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("coupling") = false,
       py::arg("duals") = false, py::arg("threads") = 0, py::arg("scaling_iters") = 200,
+      py::arg("penalty") = 100.0, py::arg("penalty_growth") = 3.0,
       "Refinement (iterative scaling, then semismooth Newton) of every distribution in P; tol in nats.");
   m.def(
       "team_executor",
       [](const std::string& kernel, const Array& P, double tol, int max_iter, int team_size, uint64_t seed,
          bool coupling, bool duals, int scaling_iters) {
-        if (kernel != "proxy" && kernel != "refine") throw std::invalid_argument("kernel must be 'proxy' or 'refine'");
         if (team_size < 1 || team_size > 4096) throw std::invalid_argument("team_size must be in 1..4096");
         auto body = [&kernel, team_size, seed](const double* p, Shape s, SolverOptions opt, SolveOutputs out) {
           fastpid::team_executor_cpu(kernel.c_str(), p, s, opt, out, team_size, seed);
@@ -138,13 +148,19 @@ PYBIND11_MODULE(_C, m) {
   // CUDA entry points take device pointers (as integers) owned by the caller and the
   // caller's stream handle; they enqueue work and return without synchronising.
   m.def(
-      "proxy_cuda_scratch_doubles",
-      [](int64_t batch, int n1, int n2, int ny) { return fastpid::proxy_cuda_scratch_doubles(Shape{batch, n1, n2, ny}); });
+      "cuda_plan",
+      [](const std::string& kernel, int64_t batch, int n1, int n2, int ny) {
+        const fastpid::CudaPlan plan = fastpid::cuda_plan(kernel, Shape{batch, n1, n2, ny});
+        return py::make_tuple(plan.blocks, plan.threads, plan.workspace_per_block);
+      },
+      py::arg("kernel"), py::arg("batch"), py::arg("n1"), py::arg("n2"), py::arg("ny"),
+      "(blocks, threads, workspace doubles per block) of a launch of `kernel` on the current device.");
   m.def(
-      "proxy_cuda",
-      [](uintptr_t P, int64_t batch, int n1, int n2, int ny, double tol, uintptr_t value, uintptr_t bound,
-         uintptr_t converged, uintptr_t iterations, uintptr_t coupling, uintptr_t dual1, uintptr_t dual2,
-         uintptr_t scratch, uintptr_t stream) {
+      "cuda_launch",
+      [](const std::string& kernel, uintptr_t P, int64_t batch, int n1, int n2, int ny, double tol, int max_iter,
+         int scaling_iters, uintptr_t value, uintptr_t bound, uintptr_t converged, uintptr_t iterations,
+         uintptr_t coupling, uintptr_t dual1, uintptr_t dual2, uintptr_t workspace, int blocks, int threads,
+         int64_t workspace_per_block, uintptr_t stream) {
         SolveOutputs out;
         out.value = reinterpret_cast<double*>(value);
         out.bound = reinterpret_cast<double*>(bound);
@@ -153,15 +169,19 @@ PYBIND11_MODULE(_C, m) {
         out.coupling = reinterpret_cast<double*>(coupling);
         out.dual1 = reinterpret_cast<double*>(dual1);
         out.dual2 = reinterpret_cast<double*>(dual2);
-        SolverOptions opt;
-        opt.tol = tol;
-        fastpid::proxy_cuda(reinterpret_cast<const double*>(P), Shape{batch, n1, n2, ny}, opt, out,
-                            reinterpret_cast<double*>(scratch), reinterpret_cast<void*>(stream));
+        fastpid::CudaPlan plan;
+        plan.blocks = blocks;
+        plan.threads = threads;
+        plan.workspace_per_block = workspace_per_block;
+        fastpid::cuda_launch(kernel, reinterpret_cast<const double*>(P), Shape{batch, n1, n2, ny},
+                             options(tol, max_iter, scaling_iters), out, reinterpret_cast<double*>(workspace), plan,
+                             reinterpret_cast<void*>(stream));
       },
-      py::arg("P"), py::arg("batch"), py::arg("n1"), py::arg("n2"), py::arg("ny"), py::arg("tol"),
-      py::arg("value"), py::arg("bound"), py::arg("converged"), py::arg("iterations"), py::arg("coupling"),
-      py::arg("dual1"), py::arg("dual2"), py::arg("scratch"), py::arg("stream"),
-      "Enqueue the closed-form proxy on `stream` (device pointers).");
+      py::arg("kernel"), py::arg("P"), py::arg("batch"), py::arg("n1"), py::arg("n2"), py::arg("ny"), py::arg("tol"),
+      py::arg("max_iter"), py::arg("scaling_iters"), py::arg("value"), py::arg("bound"), py::arg("converged"),
+      py::arg("iterations"), py::arg("coupling"), py::arg("dual1"), py::arg("dual2"), py::arg("workspace"),
+      py::arg("blocks"), py::arg("threads"), py::arg("workspace_per_block"), py::arg("stream"),
+      "Enqueue `kernel` (proxy or refine) on `stream` (device pointers; coupling and duals may be 0).");
 #endif
   m.def("build_info", []() {
     py::dict info;

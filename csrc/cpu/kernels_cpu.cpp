@@ -18,6 +18,32 @@ void refine_cpu(const double* P, Shape shape, SolverOptions options, SolveOutput
   run_batch_cpu<RefineKernel>(P, shape, options, out, num_threads);
 }
 
+namespace {
+
+// Self-tests of the executor, written to break the team contract on purpose: the tests check
+// that the executor exposes each fault (see tests/test_team.py).
+struct SelftestRaceKernel {  // every rank writes one location in the same phase
+  static int64_t workspace_doubles(Shape) { return 1; }
+  template <class Team>
+  static void run(Team& team, const double*, Shape, SolverOptions, double* ws, DistOutputs out) {
+    ws[0] = team.rank();
+    team.sync();
+    if (team.rank() == 0) *out.value = ws[0];  // the last writer's rank: depends on the order
+    team.sync();
+  }
+};
+
+struct SelftestDivergentKernel {  // rank 0 takes one more sync() than the others
+  static int64_t workspace_doubles(Shape) { return 1; }
+  template <class Team>
+  static void run(Team& team, const double*, Shape, SolverOptions, double*, DistOutputs out) {
+    if (team.rank() == 0) team.sync();
+    *out.value = 0;
+  }
+};
+
+}  // namespace
+
 void team_executor_cpu(const char* kernel, const double* P, Shape shape, SolverOptions options, SolveOutputs out,
                        int team_size, uint64_t seed) {
   const std::string name(kernel);
@@ -25,8 +51,12 @@ void team_executor_cpu(const char* kernel, const double* P, Shape shape, SolverO
     run_batch_fibers<ProxyKernel>(P, shape, options, out, team_size, seed);
   else if (name == "refine")
     run_batch_fibers<RefineKernel>(P, shape, options, out, team_size, seed);
+  else if (name == "selftest_race")
+    run_batch_fibers<SelftestRaceKernel>(P, shape, options, out, team_size, seed);
+  else if (name == "selftest_divergent")
+    run_batch_fibers<SelftestDivergentKernel>(P, shape, options, out, team_size, seed);
   else
-    throw std::invalid_argument("team executor: unknown kernel '" + name + "' (proxy or refine)");
+    throw std::invalid_argument("team executor: unknown kernel '" + name + "' (proxy, refine, selftest_race or selftest_divergent)");
 }
 
 }  // namespace fastpid

@@ -1,125 +1,130 @@
-// CUDA kernels of fastpid. One thread block per distribution; launched on the caller's
-// stream; every launch is checked. Inputs and outputs are device pointers owned by the
-// Python layer (torch), laid out as in fastpid/pid.hpp.
+// CUDA executor of fastpid's kernel bodies (proxy.hpp, refine.hpp): the very code the CPU
+// runs, with a thread block as the team. A persistent grid of blocks walks the batch, each
+// block with its own workspace in global memory; launched on the caller's stream; every
+// launch is checked. Inputs and outputs are device pointers owned by the Python layer (torch).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
 #include "fastpid/pid.hpp"
 #include "fastpid/pid_cuda.hpp"
+#include "fastpid/proxy.hpp"
+#include "fastpid/refine.hpp"
 
 namespace fastpid {
 namespace {
-
-constexpr int kThreads = 256;
 
 void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) throw std::runtime_error(std::string("fastpid CUDA error in ") + what + ": " + cudaGetErrorString(err));
 }
 
-// Sum of v over the block; every thread gets the result.
-__device__ double block_sum(double v, double* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-    if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
+// The team of a thread block. blockDim.x must be a multiple of 32 (whole warps).
+// Reductions: a fixed shuffle tree within each warp, then the warp totals added in warp
+// order by every thread, so every thread gets the same, reproducible value.
+struct BlockTeam {
+  static constexpr bool kSerial = false;
+  double* scratch;  // shared, >= 32 doubles
+  FASTPID_HD int rank() const {
+#ifdef __CUDA_ARCH__
+    return int(threadIdx.x);
+#else
+    return 0;
+#endif
+  }
+  FASTPID_HD int size() const {
+#ifdef __CUDA_ARCH__
+    return int(blockDim.x);
+#else
+    return 1;
+#endif
+  }
+  FASTPID_HD void sync() const {
+#ifdef __CUDA_ARCH__
+    __syncthreads();
+#endif
+  }
+  FASTPID_HD double sum(double v) const {
+#ifdef __CUDA_ARCH__
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+    if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+    __syncthreads();
+    double total = 0;
+    for (int w = 0; w < int(blockDim.x >> 5); ++w) total += scratch[w];
+    __syncthreads();
+    return total;
+#else
+    return v;
+#endif
+  }
+  FASTPID_HD double max(double v) const {
+#ifdef __CUDA_ARCH__
+    for (int offset = 16; offset > 0; offset >>= 1) v = dmax(v, __shfl_down_sync(0xffffffffu, v, offset));
+    if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+    __syncthreads();
+    double best = scratch[0];
+    for (int w = 1; w < int(blockDim.x >> 5); ++w) best = dmax(best, scratch[w]);
+    __syncthreads();
+    return best;
+#else
+    return v;
+#endif
+  }
+};
+
+template <class Kernel>
+__global__ void batch_kernel(const double* __restrict__ P, Shape shape, SolverOptions opt, SolveOutputs out,
+                             double* __restrict__ workspace, int64_t workspace_per_block) {
+  __shared__ double scratch[32];
+  BlockTeam team{scratch};
+  double* ws = workspace + int64_t(blockIdx.x) * workspace_per_block;
+  for (int64_t b = blockIdx.x; b < shape.batch; b += gridDim.x) {
+    Kernel::run(team, P + b * shape.size(), shape, opt, ws, outputs_of(out, shape, b));
     __syncthreads();
   }
-  const double total = shared[0];
-  __syncthreads();
-  return total;
 }
 
-// Closed-form proxy (see proxy_cpu.cpp): coupling Q0 = P(x1,y) P(x2,y) / P(y) and the dual
-// certificate alpha = log P(y|x1), beta = log P(x2|y). scratch holds, per distribution,
-// (n1 + n2 + 1) * ny + n1 doubles of marginals.
-__global__ void proxy_kernel(const double* __restrict__ P, Shape shape, double tol, SolveOutputs out,
-                             double* __restrict__ scratch) {
-  __shared__ double red[kThreads];
-  const int n1 = shape.n1, n2 = shape.n2, ny = shape.ny;
-  const int64_t per = shape.size();
-  const int64_t b = blockIdx.x;
-  const double* p = P + b * per;
-  double* m1 = scratch + b * ((int64_t(n1) + n2 + 1) * ny + n1);
-  double* m2 = m1 + int64_t(n1) * ny;
-  double* my = m2 + int64_t(n2) * ny;
-  double* mx1 = my + ny;
+template <class Kernel>
+CudaPlan plan_for(Shape shape, int threads) {
+  CudaPlan plan;
+  plan.threads = threads;
+  plan.workspace_per_block = std::max<int64_t>(Kernel::workspace_doubles(shape), 1);
+  int device = 0, sms = 1, per_sm = 1;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, batch_kernel<Kernel>, threads, 0),
+        "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  plan.blocks = int(std::max<int64_t>(1, std::min<int64_t>(shape.batch, int64_t(sms) * std::max(per_sm, 1))));
+  return plan;
+}
 
-  // Marginals: each thread owns whole rows, so no atomics are needed.
-  for (int64_t r = threadIdx.x; r < int64_t(n1) * ny; r += blockDim.x) {
-    const int x1 = int(r / ny), y = int(r % ny);
-    double s = 0;
-    for (int x2 = 0; x2 < n2; ++x2) s += p[(int64_t(x1) * n2 + x2) * ny + y];
-    m1[r] = s;
-  }
-  for (int64_t r = threadIdx.x; r < int64_t(n2) * ny; r += blockDim.x) {
-    const int x2 = int(r / ny), y = int(r % ny);
-    double s = 0;
-    for (int x1 = 0; x1 < n1; ++x1) s += p[(int64_t(x1) * n2 + x2) * ny + y];
-    m2[r] = s;
-  }
-  __syncthreads();
-  for (int y = threadIdx.x; y < ny; y += blockDim.x) {
-    double s = 0;
-    for (int x1 = 0; x1 < n1; ++x1) s += m1[int64_t(x1) * ny + y];
-    my[y] = s;
-  }
-  for (int x1 = threadIdx.x; x1 < n1; x1 += blockDim.x) {
-    double s = 0;
-    for (int y = 0; y < ny; ++y) s += m1[int64_t(x1) * ny + y];
-    mx1[x1] = s;
-  }
-  __syncthreads();
-
-  double f = 0;
-  for (int64_t c = threadIdx.x; c < int64_t(n1) * n2; c += blockDim.x) {
-    const int x1 = int(c / n2), x2 = int(c % n2);
-    double mass = 0, ent = 0;
-    for (int y = 0; y < ny; ++y) {
-      const double q = my[y] > 0 ? m1[int64_t(x1) * ny + y] * m2[int64_t(x2) * ny + y] / my[y] : 0.0;
-      mass += q;
-      ent += xlogx(q);
-      if (out.coupling) out.coupling[b * per + c * ny + y] = q;
-    }
-    f += ent - xlogx(mass);
-  }
-  double dual = 0;
-  for (int64_t r = threadIdx.x; r < int64_t(n1) * ny; r += blockDim.x) {
-    const double v = m1[r];
-    const double alpha = v > 0 ? log(v / mx1[r / ny]) : 0.0;
-    dual += v * alpha;
-    if (out.dual1) out.dual1[b * int64_t(n1) * ny + r] = alpha;
-  }
-  for (int64_t r = threadIdx.x; r < int64_t(n2) * ny; r += blockDim.x) {
-    const double v = m2[r];
-    const double beta = v > 0 ? log(v / my[r % ny]) : 0.0;
-    dual += v * beta;
-    if (out.dual2) out.dual2[b * int64_t(n2) * ny + r] = beta;
-  }
-  f = block_sum(f, red);
-  dual = block_sum(dual, red);
-  if (threadIdx.x == 0) {
-    const double bound = f - dual > 0 ? f - dual : 0.0;
-    out.value[b] = -f;
-    out.bound[b] = bound;
-    out.converged[b] = bound <= tol && isfinite(f);
-    out.iterations[b] = 0;
-  }
+template <class Kernel>
+void launch(const double* P, Shape shape, SolverOptions opt, SolveOutputs out, double* workspace, CudaPlan plan,
+            void* stream) {
+  if (shape.batch == 0) return;
+  if (plan.threads % 32 != 0 || plan.threads < 32 || plan.threads > 1024) throw std::invalid_argument("CUDA team size must be a multiple of 32 in 32..1024");
+  batch_kernel<Kernel><<<dim3(unsigned(plan.blocks)), dim3(unsigned(plan.threads)), 0, static_cast<cudaStream_t>(stream)>>>(
+      P, shape, opt, out, workspace, plan.workspace_per_block);
+  check(cudaGetLastError(), "kernel launch");
 }
 
 }  // namespace
 
-int64_t proxy_cuda_scratch_doubles(Shape shape) {
-  return shape.batch * ((int64_t(shape.n1) + shape.n2 + 1) * shape.ny + shape.n1);
+CudaPlan cuda_plan(const std::string& kernel, Shape shape) {
+  if (kernel == "proxy") return plan_for<ProxyKernel>(shape, 128);
+  if (kernel == "refine") return plan_for<RefineKernel>(shape, shape.n1 * shape.n2 > 256 ? 256 : 128);
+  throw std::invalid_argument("unknown CUDA kernel '" + kernel + "' (proxy or refine)");
 }
 
-void proxy_cuda(const double* P, Shape shape, SolverOptions options, SolveOutputs out, double* scratch,
-                void* stream) {
-  if (shape.batch == 0) return;
-  auto s = static_cast<cudaStream_t>(stream);
-  proxy_kernel<<<dim3(unsigned(shape.batch)), dim3(kThreads), 0, s>>>(P, shape, options.tol, out, scratch);
-  check(cudaGetLastError(), "proxy_kernel launch");
+void cuda_launch(const std::string& kernel, const double* P, Shape shape, SolverOptions opt, SolveOutputs out,
+                 double* workspace, CudaPlan plan, void* stream) {
+  if (kernel == "proxy")
+    launch<ProxyKernel>(P, shape, opt, out, workspace, plan, stream);
+  else if (kernel == "refine")
+    launch<RefineKernel>(P, shape, opt, out, workspace, plan, stream);
+  else
+    throw std::invalid_argument("unknown CUDA kernel '" + kernel + "' (proxy or refine)");
 }
 
 }  // namespace fastpid

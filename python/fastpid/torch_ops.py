@@ -19,8 +19,9 @@ Conventions (see README, "Gradients"):
   division by the total is part of the autograd graph, so they are with respect to the
   unnormalised weights.
 
-CUDA tensors are accepted. The closed-form proxy runs as a CUDA kernel (when the build has
-CUDA); the exact solve runs on the host (one copy each way) until the CUDA solver lands.
+CUDA tensors are accepted. With a CUDA build, "proxy" and "refine" run as CUDA kernels on
+the current stream (the same kernel bodies as the CPU, csrc/include/fastpid); "exact" runs on
+the host (one copy each way) until the CUDA interior-point solver lands.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ import torch
 from torch import Tensor
 
 from . import _C
-from ._backend import check_flat
+from ._backend import NORMALISATION_TOLERANCE, check_flat
+from .core import SCALING_ITERS, solve_flat
 
 Outputs = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
@@ -41,43 +43,45 @@ def solve(P: Tensor, tol: float, max_iter: int, method: str, coupling: bool) -> 
     """Solve every distribution of P (batch, n1, n2, ny), float64; tol in nats."""
     if P.dtype != torch.float64 or P.dim() != 4:
         raise ValueError("fastpid::solve expects a float64 tensor of shape (batch, n1, n2, ny)")
-    if P.is_cuda and method == "proxy" and _C.build_info()["cuda"]:
-        return _proxy_cuda(P, tol, coupling)
+    if P.is_cuda and method in ("proxy", "refine") and _C.build_info()["cuda"]:
+        return _solve_cuda(P, method, tol, max_iter, coupling)
     host = P.detach().to("cpu").contiguous().numpy()
     # Validated here as well as in decompose(), because torch.compile does not run the
     # Python-side checks before the op.
     check_flat(host)
-    if method == "exact":
-        out = _C.exact_cpu(host, tol, max_iter, coupling=coupling, duals=True)
-    elif method == "proxy":
-        out = _C.proxy_cpu(host, tol, coupling=coupling, duals=True)
-    else:
-        raise ValueError(f"method must be 'exact' or 'proxy', got {method!r}")
+    out = solve_flat(host, method, tol, max_iter, coupling=coupling, duals=True)
     q = out["coupling"] if coupling else np.zeros((0,))
     results = (out["value"], out["bound"], out["converged"], out["iterations"], out["dual1"], out["dual2"], q)
     return tuple(torch.from_numpy(np.ascontiguousarray(r)).to(P.device) for r in results)
 
 
-def _proxy_cuda(P: Tensor, tol: float, coupling: bool) -> Outputs:
-    """The closed-form proxy on the GPU, enqueued on the current stream (no host sync)."""
-    # Input checks run on the device and are read back once, before the launch.
+def check_cuda(P: Tensor) -> None:
+    """The input checks of check_flat for a CUDA batch (batch, ...), without copying it to the
+    host: one reduction on the device, one small copy of the verdict; only a bad batch is
+    copied, to name the first bad distribution and the reason."""
     flat = P.detach().reshape(P.shape[0], -1)
-    bad = (~torch.isfinite(flat)).any(1) | (flat < 0).any(1) | ((flat.sum(1) - 1).abs() > 1e-6)
+    bad = (~torch.isfinite(flat)).any(1) | (flat < 0).any(1) | ((flat.sum(1) - 1).abs() > NORMALISATION_TOLERANCE)
     if bool(bad.any()):
         check_flat(P.detach().cpu().numpy())  # raises with the message naming the index
+
+
+def _solve_cuda(P: Tensor, method: str, tol: float, max_iter: int, coupling: bool) -> Outputs:
+    """A CUDA kernel body of the library on every distribution, on the current stream."""
+    check_cuda(P)
     B, n1, n2, ny = P.shape
     with torch.cuda.device(P.device):
         Pc = P.detach().contiguous()
-        value, bound = torch.empty(B, dtype=torch.float64, device=P.device), torch.empty(B, dtype=torch.float64, device=P.device)
-        converged = torch.empty(B, dtype=torch.uint8, device=P.device)
-        iterations = torch.empty(B, dtype=torch.int32, device=P.device)
-        dual1 = torch.empty(B, n1, ny, dtype=torch.float64, device=P.device)
-        dual2 = torch.empty(B, n2, ny, dtype=torch.float64, device=P.device)
-        q = torch.empty((B, n1, n2, ny) if coupling else (0,), dtype=torch.float64, device=P.device)
-        scratch = torch.empty(_C.proxy_cuda_scratch_doubles(B, n1, n2, ny), dtype=torch.float64, device=P.device)
-        _C.proxy_cuda(Pc.data_ptr(), B, n1, n2, ny, tol, value.data_ptr(), bound.data_ptr(), converged.data_ptr(),
-                      iterations.data_ptr(), q.data_ptr() if coupling else 0, dual1.data_ptr(), dual2.data_ptr(),
-                      scratch.data_ptr(), torch.cuda.current_stream(P.device).cuda_stream)
+        empty = lambda *shape, dtype=torch.float64: torch.empty(shape, dtype=dtype, device=P.device)  # noqa: E731
+        value, bound = empty(B), empty(B)
+        converged, iterations = empty(B, dtype=torch.uint8), empty(B, dtype=torch.int32)
+        dual1, dual2 = empty(B, n1, ny), empty(B, n2, ny)
+        q = empty(B, n1, n2, ny) if coupling else empty(0)
+        blocks, threads, per_block = _C.cuda_plan(method, B, n1, n2, ny)
+        workspace = empty(blocks * per_block)
+        _C.cuda_launch(method, Pc.data_ptr(), B, n1, n2, ny, tol, max_iter, SCALING_ITERS, value.data_ptr(),
+                       bound.data_ptr(), converged.data_ptr(), iterations.data_ptr(), q.data_ptr() if coupling else 0,
+                       dual1.data_ptr(), dual2.data_ptr(), workspace.data_ptr(), blocks, threads, per_block,
+                       torch.cuda.current_stream(P.device).cuda_stream)
     return value, bound, converged.bool(), iterations, dual1, dual2, q
 
 

@@ -27,6 +27,8 @@ struct SolverOptions {
   double tol = 1e-7 * 0.6931471805599453;  // certified gap to reach, in nats
   int max_iter = 100;                        // iterations per distribution
   int scaling_iters = 200;                   // refine: iterative-scaling steps before Newton
+  double penalty = 100.0;                    // refine: first penalty of the augmented Lagrangian
+  double penalty_growth = 3.0;               // refine: penalty growth per outer step
 };
 
 // Per-distribution outputs. Pointers to optional outputs may be null.
@@ -60,7 +62,9 @@ void refine_cpu(const double* P, Shape shape, SolverOptions options, SolveOutput
                 int num_threads);
 
 // The kernel bodies run by the CPU test executor with a team of `team_size` fibers in
-// shuffled order (kernel: "proxy" or "refine"); for tests of the GPU execution model.
+// shuffled order, for tests of the GPU execution model. kernel: "proxy", "refine", or the
+// executor's self-tests "selftest_race" and "selftest_divergent" (bodies that break the team
+// contract on purpose).
 void team_executor_cpu(const char* kernel, const double* P, Shape shape, SolverOptions options,
                        SolveOutputs out, int team_size, uint64_t seed);
 

@@ -1,17 +1,27 @@
-// Host-side launchers of the CUDA kernels (compiled only when FASTPID_WITH_CUDA).
+// Host-side launchers of the CUDA executor (compiled only when FASTPID_WITH_CUDA).
 // All pointers are device pointers; `stream` is the caller's cudaStream_t.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "fastpid/pid.hpp"
 
 namespace fastpid {
 
-// Doubles of device scratch memory proxy_cuda needs for a batch of this shape.
-int64_t proxy_cuda_scratch_doubles(Shape shape);
+// How a batch is launched: a persistent grid of `blocks` blocks of `threads` threads, each
+// block with `workspace_per_block` doubles of device workspace (the caller allocates
+// blocks * workspace_per_block doubles).
+struct CudaPlan {
+  int blocks = 1;
+  int threads = 128;
+  int64_t workspace_per_block = 1;
+};
 
-// Closed-form proxy of every distribution, one thread block per distribution.
-void proxy_cuda(const double* P, Shape shape, SolverOptions options, SolveOutputs out, double* scratch,
-                void* stream);
+// kernel: "proxy" or "refine" (the kernel bodies of proxy.hpp and refine.hpp).
+CudaPlan cuda_plan(const std::string& kernel, Shape shape);
+
+// Enqueues the kernel on `stream`; returns without synchronising.
+void cuda_launch(const std::string& kernel, const double* P, Shape shape, SolverOptions opt, SolveOutputs out,
+                 double* workspace, CudaPlan plan, void* stream);
 
 }  // namespace fastpid

@@ -17,7 +17,9 @@
 //     max <a, PA> + <b, PB>   s.t.  g_c(a, b) = log sum_y exp(a(i, y) + b(j, y)) <= 0,
 // with multipliers w_c (the cell masses): each outer step minimises
 //     Psi(a, b) = -<a, PA> - <b, PB> + 1/(2 rho) sum_c max(0, w_c + rho g_c)^2
-// by Newton's method with an Armijo line search, then sets w <- max(0, w + rho g), rho <- 10 rho.
+// by Newton's method with an Armijo line search, then sets w <- max(0, w + rho g) and grows rho
+// (SolverOptions: from 100, 3x per outer step, measured in benchmarks/bench_refine_tuning.py: a
+// 10x growth deactivates whole groups of small cells on large alphabets and stalls there).
 // The Newton matrix is L + J^T D J: L is block diagonal over labels (the coupling
 // Q = max(0, w + rho g) softmax(a + b) as a bipartite matrix per label), J has one row per
 // active cell (its softmax), D = rho - w~ > 0. It is solved through the Woodbury identity:
@@ -31,9 +33,6 @@
 // better (lower bound). Each distribution stops once the gap is <= tol.
 #pragma once
 #include <cmath>
-#ifdef FASTPID_DEBUG_REFINE
-#include <cstdio>
-#endif
 
 #include "fastpid/team.hpp"
 #include "fastpid/team_linalg.hpp"
@@ -41,8 +40,6 @@
 namespace fastpid {
 
 namespace refine_detail {
-constexpr double kRho0 = 100.0;         // first penalty of the augmented Lagrangian
-constexpr double kRhoGrowth = 10.0;     // penalty growth per outer step
 constexpr double kRhoMax = 1e8;
 constexpr double kProximal = 1e-7;      // relative regularisation of the Newton matrix
 constexpr double kMaxDualMove = 2.0;    // nats per Newton step for any dual variable
@@ -50,9 +47,10 @@ constexpr double kArmijo = 1e-4;
 constexpr int kInnerMax = 30;           // Newton steps per outer step at most
 constexpr int kCheckEvery = 25;         // certify every this many scaling iterations
 constexpr double kNoCell = -1e300;      // g of a cell without any (i, j, y) of positive marginals
-// Up to this many cells, the Newton systems on the active cells are formed and factorised
-// (exact directions, O(|A|^3)); above it they are solved by conjugate gradients (memory linear
-// in the size of P).
+// Newton systems on at most this many active cells are formed and factorised (exact
+// directions, O(|A|^3) work, |A|^2 memory); larger ones are solved by conjugate gradients
+// (memory linear in the size of P). The active set at the optimum has at most about
+// (nA + nB) ny cells, so the dense path is prepared only for shapes where that is small.
 constexpr int64_t kDenseCells = 1024;
 }  // namespace refine_detail
 
@@ -61,11 +59,14 @@ struct RefineKernel {
     int nA, nB, ny;
     bool swapped;
     int64_t nAy, nBy, nC, nK;
-    bool dense;
+    int64_t dense_cap;  // most active cells the dense path takes
+    bool dense;         // the dense path is prepared
     FASTPID_HD explicit Layout(Shape s)
         : nA(s.n2 > s.n1 ? s.n2 : s.n1), nB(s.n2 > s.n1 ? s.n1 : s.n2), ny(s.ny), swapped(s.n2 > s.n1),
           nAy(int64_t(nA) * ny), nBy(int64_t(nB) * ny), nC(int64_t(nA) * nB),
-          nK(int64_t(nB) * (nB + 1) / 2 * ny), dense(nC <= refine_detail::kDenseCells) {}
+          nK(int64_t(nB) * (nB + 1) / 2 * ny),
+          dense_cap(imin(nC, refine_detail::kDenseCells)),
+          dense(imin(nC, (int64_t(nA) + nB) * ny) <= refine_detail::kDenseCells) {}
     // Arrays, in doubles: 13 of nA*ny, 13 of nB*ny, 10 cell arrays, the factors, a few vectors;
     // the dense path adds the per-label inverses of L and the cell system.
     FASTPID_HD int64_t doubles() const {
@@ -73,7 +74,8 @@ struct RefineKernel {
       return base + (dense ? dense_doubles() : 0);
     }
     FASTPID_HD int64_t dense_doubles() const {
-      return nK + int64_t(nB) * nB * ny + nC * ny + int64_t(nA) * nA * ny + nC * ny + nC * nC + 2 * nC;
+      return nK + int64_t(nB) * nB * ny + nC * ny + int64_t(nA) * nA * ny + dense_cap * ny + dense_cap * dense_cap +
+             2 * dense_cap + 1;
     }
   };
 
@@ -87,7 +89,7 @@ template <class Team>
 class Refiner {
  public:
   FASTPID_HD Refiner(Team& team, Shape shape, SolverOptions opt, double* ws)
-      : t(team), L(shape), shape(shape), opt(opt), nA(L.nA), nB(L.nB), ny(L.ny) {
+      : t(team), L(shape), shape(shape), opt(opt), nA(L.nA), nB(L.nB), ny(L.ny), rho(opt.penalty) {
     double* q = ws;
     auto take = [&q](int64_t n) { double* r = q; q += n; return r; };
     PA = take(L.nAy); a = take(L.nAy); UA = take(L.nAy); ga = take(L.nAy); rA = take(L.nAy);
@@ -103,8 +105,8 @@ class Refiner {
     pA = take(nA); shiftA = take(nA); pB = take(nB); shiftB = take(nB);
     if (L.dense) {
       Linv = take(L.nK); Kinv = take(int64_t(nB) * nB * ny); LAB = take(L.nC * ny);
-      LAA = take(int64_t(nA) * nA * ny); Pact = take(L.nC * ny); Cmat = take(L.nC * L.nC);
-      xact = take(L.nC); actd = take(L.nC);
+      LAA = take(int64_t(nA) * nA * ny); Pact = take(L.dense_cap * ny); Cmat = take(L.dense_cap * L.dense_cap);
+      xact = take(L.dense_cap + 1); actd = take(L.dense_cap);
     }
   }
 
@@ -123,7 +125,7 @@ class Refiner {
   double *Linv = nullptr, *Kinv = nullptr, *LAB = nullptr, *LAA = nullptr, *Pact = nullptr, *Cmat = nullptr,
          *xact = nullptr, *actd = nullptr;  // dense path
   double best_up = 1e300, best_lo = -1e300;
-  double rho = refine_detail::kRho0;
+  double rho;
   int steps = 0;
 
   FASTPID_HD int rank() const { return t.rank(); }
@@ -155,10 +157,10 @@ class Refiner {
   FASTPID_HD void apply_JT(const double* v, double* vA, double* vB);
   FASTPID_HD void apply_J(const double* xA, const double* xB, double* v);
   FASTPID_HD int newton_direction(double gnorm);
-  FASTPID_HD int solve_cells_cg(double gnorm);
+  FASTPID_HD int solve_cells_cg(double gnorm, double active);
   FASTPID_HD void solve_cells_dense();
   FASTPID_HD double D_inverse(int64_t c) const { return 1.0 / dmax(rho - R[c] * Z[c], 1e-3 * rho); }
-  FASTPID_HD bool line_search(double psi, double slope);
+  FASTPID_HD bool line_search(double psi);
   FASTPID_HD void recentre();
   FASTPID_HD void write(const double* P, DistOutputs out);
 };
@@ -202,6 +204,8 @@ FASTPID_HD void Refiner<Team>::load(const double* P) {
     VB[e] = q > 0 ? PB[e] / q : 0.0;
   }
   for (int64_t c = rank(); c < L.nC; c += T()) R[c] = 1.0;
+  for (int64_t e = rank(); e < L.nAy; e += T()) best_a[e] = 0.0;
+  for (int64_t e = rank(); e < L.nBy; e += T()) best_b[e] = 0.0;
   t.sync();
 }
 
@@ -560,11 +564,14 @@ FASTPID_HD int Refiner<Team>::newton_direction(double gnorm) {
   t.sync();
   solve_L(uA, uB, da, db);  // z
   apply_J(da, db, cr);      // right-hand side of the cell system
+  double active = 0;
+  for (int64_t c = rank(); c < L.nC; c += T()) active += R[c] > 0;
+  active = t.sum(active);
   int its = 0;
-  if (L.dense)
+  if (L.dense && active <= double(L.dense_cap))
     solve_cells_dense();
   else
-    its = solve_cells_cg(gnorm);
+    its = solve_cells_cg(gnorm, active);
   apply_JT(cx, uA, uB);
   solve_L(uA, uB, uA, uB);
   for (int64_t e = rank(); e < L.nAy; e += T()) da[e] -= uA[e];
@@ -576,14 +583,11 @@ FASTPID_HD int Refiner<Team>::newton_direction(double gnorm) {
 // C cx = cr by conjugate gradients (matrix-free: every product is two L solves' worth of
 // products with R). The relative residual goes down to min(1e-6, 0.1 |grad|).
 template <class Team>
-FASTPID_HD int Refiner<Team>::solve_cells_cg(double gnorm) {
-  double active = 0;
+FASTPID_HD int Refiner<Team>::solve_cells_cg(double gnorm, double active) {
   for (int64_t c = rank(); c < L.nC; c += T()) {
     cx[c] = 0.0;
     cp[c] = cr[c];
-    active += R[c] > 0;
   }
-  active = t.sum(active);
   double rr = team_dot(cr, cr, L.nC);
   const double target = rr * dmin(1e-12, dmax(1e-26, 1e-2 * gnorm * gnorm));  // relative, squared
   const int max_cg = int(dmin(2.0 * active + 20.0, 2000.0));
@@ -702,27 +706,49 @@ FASTPID_HD void Refiner<Team>::solve_cells_dense() {
   t.sync();
 }
 
-// Armijo backtracking along (da, db) from (a, b), the step capped so that no dual variable
-// moves more than kMaxDualMove. On success (a, b) and the evaluated state are at the new point.
+// Armijo backtracking along (da, db) from (a, b). No dual variable may move more than
+// kMaxDualMove nats: a variable that carries a tiny probability can have a huge Newton step,
+// and the linearisation of log-sum-exp is honest only over moderate moves. The direction is
+// clipped coordinate by coordinate, which keeps the progress of the other variables; if that
+// is no longer a descent direction, it is scaled as a whole instead. Returns false if no step
+// decreases Psi; on success (a, b) and the evaluated state are at the new point.
 template <class Team>
-FASTPID_HD bool Refiner<Team>::line_search(double psi, double slope) {
-  double move = 0;
-  for (int64_t e = rank(); e < L.nAy; e += T()) move = dmax(move, da[e] < 0 ? -da[e] : da[e]);
-  for (int64_t e = rank(); e < L.nBy; e += T()) move = dmax(move, db[e] < 0 ? -db[e] : db[e]);
+FASTPID_HD bool Refiner<Team>::line_search(double psi) {
+  const double cap = refine_detail::kMaxDualMove;
+  double move = 0, clipped = 0;
+  for (int64_t e = rank(); e < L.nAy; e += T()) {
+    move = dmax(move, da[e] < 0 ? -da[e] : da[e]);
+    clipped += ga[e] * dmax(-cap, dmin(cap, da[e]));
+  }
+  for (int64_t e = rank(); e < L.nBy; e += T()) {
+    move = dmax(move, db[e] < 0 ? -db[e] : db[e]);
+    clipped += gb[e] * dmax(-cap, dmin(cap, db[e]));
+  }
   move = t.max(move);
-  double step = move > refine_detail::kMaxDualMove ? refine_detail::kMaxDualMove / move : 1.0;
+  clipped = t.sum(clipped);
+  const bool clip = move > cap && clipped < 0;
+  const double scale = move > cap && !clip ? cap / move : 1.0;
+  double slope = 0;
+  for (int64_t e = rank(); e < L.nAy; e += T()) {
+    da[e] = clip ? dmax(-cap, dmin(cap, da[e])) : da[e] * scale;
+    slope += ga[e] * da[e];
+  }
+  for (int64_t e = rank(); e < L.nBy; e += T()) {
+    db[e] = clip ? dmax(-cap, dmin(cap, db[e])) : db[e] * scale;
+    slope += gb[e] * db[e];
+  }
+  slope = t.sum(slope);
+  if (!(slope < 0)) return false;
   // keep the current point in (uA, uB) while trial points are evaluated in (a, b)
   copy(uA, a, L.nAy);
   copy(uB, b, L.nBy);
   t.sync();
+  double step = 1.0;
   for (int tries = 0; tries < 40; ++tries) {
     for (int64_t e = rank(); e < L.nAy; e += T()) a[e] = uA[e] + step * da[e];
     for (int64_t e = rank(); e < L.nBy; e += T()) b[e] = uB[e] + step * db[e];
     t.sync();
     const double trial = evaluate();
-#ifdef FASTPID_DEBUG_REFINE
-    if (rank() == 0) printf("   try step %.3e move %.3e trial-psi %.3e expected %.3e\n", step, move, trial - psi, step * slope);
-#endif
     if (trial <= psi + refine_detail::kArmijo * step * slope) return true;
     step *= 0.5;
   }
@@ -755,19 +781,15 @@ FASTPID_HD void Refiner<Team>::solve(const double* P, DistOutputs out) {
       if (gnorm <= dmax(1e-15, 0.1 * gap()) || inner >= refine_detail::kInnerMax) {
         // outer step of the augmented Lagrangian: multipliers from the current cell masses
         for (int64_t c = rank(); c < L.nC; c += T()) w[c] = R[c] * Z[c];
-        rho = dmin(rho * refine_detail::kRhoGrowth, refine_detail::kRhoMax);
+        rho = dmin(rho * opt.penalty_growth, refine_detail::kRhoMax);
         inner = 0;
         t.sync();
         continue;
       }
       ++steps;
       ++inner;
-      const int cg_its = newton_direction(gnorm);
-      const double slope = team_dot(ga, da, L.nAy) + team_dot(gb, db, L.nBy);
-#ifdef FASTPID_DEBUG_REFINE
-      if (rank() == 0) printf("newton step %d rho %.1e psi %.12e gnorm %.3e gap %.3e up %.12e lo %.12e cg %d slope %.3e\n", steps, rho, psi, gnorm, gap(), best_up, best_lo, cg_its, slope);
-#endif
-      if (!(slope < 0) || !line_search(psi, slope)) break;  // no progress possible: keep the best certificate
+      newton_direction(gnorm);
+      if (!line_search(psi)) break;  // no progress possible: keep the best certificate
       recentre();
     }
   }

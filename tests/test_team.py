@@ -1,0 +1,74 @@
+"""The GPU execution model on the CPU (DESIGN.md section 4): the kernel bodies that CUDA runs
+(proxy.hpp, refine.hpp) run here with teams of 1, 7, 32 and 256 ranks, every phase in a
+shuffled rank order, and must give what the OpenMP path gives."""
+import numpy as np
+import pytest
+
+from fastpid import _C
+from fastpid.families import FAMILIES
+
+TEAM_SIZES = (1, 7, 32, 256)
+
+
+def batch(rng, family, shape, count=2):
+    return np.stack([FAMILIES[family](rng, *shape) for _ in range(count)])
+
+
+@pytest.mark.parametrize("team_size", TEAM_SIZES)
+@pytest.mark.parametrize("family", ["dense", "with_zeros", "histogram", "tiny"])
+def test_proxy_on_any_team_matches_openmp(team_size, family, rng):
+    P = batch(rng, family, (5, 4, 3))
+    omp = _C.proxy_cpu(P, 1e-9, coupling=True, duals=True)
+    team = _C.team_executor("proxy", P, 1e-9, 0, team_size, int(rng.integers(2**32)), coupling=True, duals=True)
+    np.testing.assert_allclose(team["value"], omp["value"], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(team["bound"], omp["bound"], rtol=0, atol=1e-14)
+    for field in ("coupling", "dual1", "dual2"):
+        np.testing.assert_array_equal(team[field], omp[field])
+
+
+@pytest.mark.parametrize("team_size", TEAM_SIZES)
+@pytest.mark.parametrize("family", ["dense", "sparse", "with_zeros"])
+def test_refine_on_any_team_matches_openmp(team_size, family, rng):
+    # Converged to 1e-13 nats on both executors, the values agree to 1e-12 nats.
+    P = batch(rng, family, (5, 4, 3))
+    tol = 1e-13
+    omp = _C.refine_cpu(P, tol, 600, coupling=True, duals=True, threads=1)
+    team = _C.team_executor("refine", P, tol, 600, team_size, int(rng.integers(2**32)), coupling=True, duals=True)
+    assert omp["converged"].all() and team["converged"].all()
+    np.testing.assert_allclose(team["value"], omp["value"], rtol=0, atol=1e-12)
+    # Both couplings are feasible (exact marginals) whatever the order the ranks ran in.
+    for out in (omp, team):
+        np.testing.assert_allclose(out["coupling"].sum(2), P.sum(2), atol=1e-15)
+        np.testing.assert_allclose(out["coupling"].sum(1), P.sum(1), atol=1e-15)
+
+
+@pytest.mark.parametrize("team_size", (7, 32))
+def test_refine_on_team_with_large_cell_count_uses_cg_path(team_size, rng):
+    # 40 x 33 cells > 1024: the Newton systems are solved by conjugate gradients.
+    P = batch(rng, "histogram", (40, 33, 3), count=1)
+    omp = _C.refine_cpu(P, 1e-9, 600, threads=1)
+    team = _C.team_executor("refine", P, 1e-9, 600, team_size, int(rng.integers(2**32)))
+    assert omp["converged"].all() and team["converged"].all()
+    np.testing.assert_allclose(team["value"], omp["value"], rtol=0, atol=omp["bound"][0] + team["bound"][0] + 1e-12)
+
+
+def test_executor_exposes_a_write_race():
+    # Every rank writes one location in the same phase: the result is the last writer, so it
+    # changes with the shuffled order. A body with a race cannot pass the comparisons above.
+    P = np.full((1, 2, 2, 2), 1 / 8)
+    winners = {float(_C.team_executor("selftest_race", P, 1e-9, 0, 16, seed)["value"][0]) for seed in range(8)}
+    assert len(winners) > 1
+
+
+def test_executor_rejects_non_uniform_sync():
+    P = np.full((1, 2, 2, 2), 1 / 8)
+    with pytest.raises(RuntimeError, match="not uniform"):
+        _C.team_executor("selftest_divergent", P, 1e-9, 0, 4, 0)
+
+
+def test_executor_rejects_bad_arguments():
+    P = np.full((1, 2, 2, 2), 1 / 8)
+    with pytest.raises(ValueError, match="unknown kernel"):
+        _C.team_executor("nope", P, 1e-9, 0, 4, 0)
+    with pytest.raises(ValueError, match="team_size"):
+        _C.team_executor("proxy", P, 1e-9, 0, 0, 0)
