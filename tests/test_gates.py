@@ -8,7 +8,7 @@ GATES = gates()
 
 
 @pytest.mark.parametrize("name", sorted(GATES))
-@pytest.mark.parametrize("method", ["exact"])
+@pytest.mark.parametrize("method", ["exact", "refine"])
 def test_gate_values(name, method):
     P, expected = GATES[name]
     r = fastpid.decompose(P, method=method, tol=1e-9)

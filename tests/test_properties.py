@@ -25,12 +25,15 @@ def distributions(draw, max_side=5, smallest=1e-4):
 
 
 SETTINGS = settings(max_examples=60, deadline=None)
+# Every property of the decomposition holds for both solvers, within their certified bounds.
+METHODS = pytest.mark.parametrize("method", ["exact", "refine"])
 
 
+@METHODS
 @SETTINGS
 @given(distributions())
-def test_atoms_nonnegative_and_identities(P):
-    r = fastpid.decompose(P, tol=TOL)
+def test_atoms_nonnegative_and_identities(method, P):
+    r = fastpid.decompose(P, method=method, tol=TOL)
     assert bool(r.converged)
     assert float(r.bound) <= TOL
     for atom in ATOMS:
@@ -41,11 +44,12 @@ def test_atoms_nonnegative_and_identities(P):
     assert total == pytest.approx(float(r.mi_joint), abs=1e-12)
 
 
+@METHODS
 @SETTINGS
 @given(distributions())
-def test_swapping_sources_swaps_unique_informations(P):
-    r = fastpid.decompose(P, tol=TOL)
-    s = fastpid.decompose(np.ascontiguousarray(P.transpose(1, 0, 2)), tol=TOL)
+def test_swapping_sources_swaps_unique_informations(method, P):
+    r = fastpid.decompose(P, method=method, tol=TOL)
+    s = fastpid.decompose(np.ascontiguousarray(P.transpose(1, 0, 2)), method=method, tol=TOL)
     slack = float(r.bound + s.bound) + 1e-12
     assert abs(float(r.unique1 - s.unique2)) <= slack
     assert abs(float(r.unique2 - s.unique1)) <= slack
@@ -53,36 +57,39 @@ def test_swapping_sources_swaps_unique_informations(P):
     assert abs(float(r.synergy - s.synergy)) <= slack
 
 
+@METHODS
 @SETTINGS
 @given(distributions(), st.randoms(use_true_random=False))
-def test_relabelling_any_axis_changes_nothing(P, random):
+def test_relabelling_any_axis_changes_nothing(method, P, random):
     perms = [random.sample(range(n), n) for n in P.shape]
     Q = P[np.ix_(*perms)]
-    r = fastpid.decompose(P, tol=TOL)
-    s = fastpid.decompose(Q, tol=TOL)
+    r = fastpid.decompose(P, method=method, tol=TOL)
+    s = fastpid.decompose(Q, method=method, tol=TOL)
     slack = float(r.bound + s.bound) + 1e-12
     for atom in ATOMS:
         assert abs(float(getattr(r, atom) - getattr(s, atom))) <= slack, atom
 
 
+@METHODS
 @settings(max_examples=20, deadline=None)
 @given(st.lists(distributions(max_side=4), min_size=1, max_size=6), st.integers(1, 4))
-def test_batch_equals_one_by_one(dists, n1):
+def test_batch_equals_one_by_one(method, dists, n1):
     shape = dists[0].shape
     batch = np.stack([d for d in dists if d.shape == shape])
-    r = fastpid.decompose(batch, tol=TOL)
+    r = fastpid.decompose(batch, method=method, tol=TOL)
     for i, P in enumerate(batch):
-        s = fastpid.decompose(P, tol=TOL)
+        s = fastpid.decompose(P, method=method, tol=TOL)
         for atom in ATOMS + ("bound",):
             assert float(getattr(r, atom)[i]) == float(getattr(s, atom)), atom  # same work, same bits
 
 
+@METHODS
 @SETTINGS
 @given(distributions(smallest=1e-12))
-def test_extreme_dynamic_range_is_reported_honestly(P):
+def test_extreme_dynamic_range_is_reported_honestly(method, P):
     # Probabilities spanning up to 12 orders of magnitude can stop the solver short of tol
     # (a known limitation, see README); whatever it returns must still be certified.
-    r = fastpid.decompose(P, tol=TOL)
+    r = fastpid.decompose(P, method=method, tol=TOL)
     tight = fastpid.decompose(P, tol=1e-12, max_iter=400)
     assert bool(r.converged) == (float(r.bound) <= TOL)
     for atom in ATOMS:
@@ -91,10 +98,11 @@ def test_extreme_dynamic_range_is_reported_honestly(P):
         assert err <= float(r.bound) + float(tight.bound) + 1e-12, atom
 
 
+@METHODS
 @SETTINGS
 @given(distributions(), st.sampled_from([1e-2, 1e-3, 1e-5]))
-def test_bound_really_bounds_the_error(P, tol):
-    loose = fastpid.decompose(P, tol=tol)
+def test_bound_really_bounds_the_error(method, P, tol):
+    loose = fastpid.decompose(P, method=method, tol=tol)
     tight = fastpid.decompose(P, tol=1e-11)
     assert float(loose.bound) <= tol or not bool(loose.converged)
     for atom in ATOMS:
@@ -102,12 +110,13 @@ def test_bound_really_bounds_the_error(P, tol):
         assert err <= float(loose.bound) + float(tight.bound) + 1e-12, atom
 
 
+@METHODS
 @SETTINGS
 @given(distributions())
-def test_float32_in_float32_out(P):
+def test_float32_in_float32_out(method, P):
     P32 = P.astype(np.float32)
-    r32 = fastpid.decompose(P32, normalize=True, tol=1e-6)
-    r64 = fastpid.decompose(P32.astype(np.float64), normalize=True, tol=1e-6)
+    r32 = fastpid.decompose(P32, method=method, normalize=True, tol=1e-6)
+    r64 = fastpid.decompose(P32.astype(np.float64), method=method, normalize=True, tol=1e-6)
     for atom in ATOMS + ("mi_joint",):
         v = getattr(r32, atom)
         assert v.dtype == np.float32

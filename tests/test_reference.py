@@ -13,13 +13,15 @@ TOL = 1e-6  # bits
 
 
 def assert_agree(P, ref=None):
-    r = fastpid.decompose(P, tol=1e-8)
+    """Both solvers converge to 1e-8 bits and agree with one CVXPY solve."""
     ref = decompose_cvxpy(P) if ref is None else ref
     assert np.all(ref.converged), "the CVXPY reference did not solve to an optimal status"
-    assert np.all(r.converged)
-    assert np.all(r.bound <= 1e-8)
-    for atom in ("redundancy", "unique1", "unique2", "synergy"):
-        np.testing.assert_allclose(getattr(r, atom), getattr(ref, atom), atol=TOL, rtol=0, err_msg=atom)
+    for method in ("exact", "refine"):
+        r = fastpid.decompose(P, method=method, tol=1e-8)
+        assert np.all(r.converged), method
+        assert np.all(r.bound <= 1e-8), method
+        for atom in ("redundancy", "unique1", "unique2", "synergy"):
+            np.testing.assert_allclose(getattr(r, atom), getattr(ref, atom), atol=TOL, rtol=0, err_msg=f"{method} {atom}")
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
