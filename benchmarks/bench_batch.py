@@ -26,11 +26,12 @@ def main(argv=None):
     check = fastpid.decompose(pool[:50])
     assert np.all(check.converged) and float(np.max(check.bound)) <= 1e-7
     rows, records = [], []
-    for method in ("exact", "proxy"):
+    for method in ("exact", "refine", "proxy"):
         for n in sizes:
             progress(f"{method} batch {n}")
             batch = pool[:n]
-            t = time_call(lambda: fastpid.decompose(batch, method=method), repeats=3 if n >= 1000 else 7, warmup=1)
+            slow = n >= 1000 or (method == "refine" and n >= 100)
+            t = time_call(lambda: fastpid.decompose(batch, method=method), repeats=1 if method == "refine" and n >= 10000 else (3 if slow else 7), warmup=1)
             rec = {"method": method, "batch": n, "seconds": t["median_s"], "per_second": n / t["median_s"]}
             records.append(rec)
             rows.append({"method": method, "batch": n, "time (s)": t["median_s"], "dist/s": n / t["median_s"]})

@@ -43,7 +43,7 @@ def max_error(a, b):
 
 def run_case(name, dists, common_limit_s):
     """Per-distribution times (median over the distributions) and max errors of each method."""
-    rows = {m: {"times": [], "errors": []} for m in ("fastpid exact", "fastpid proxy", "cvxpy strong", "cvxpy common", "fastpid paper")}
+    rows = {m: {"times": [], "errors": []} for m in ("fastpid exact", "fastpid refine", "fastpid proxy", "cvxpy strong", "cvxpy common", "fastpid paper")}
     bounds = []
     for i, P in enumerate(dists):
         progress(f"  {name}: distribution {i + 1}/{len(dists)}")
@@ -53,6 +53,9 @@ def run_case(name, dists, common_limit_s):
         bounds.append(float(exact.bound))
         rows["fastpid exact"]["errors"].append(max_error(atoms_of(exact), ref))
         rows["fastpid exact"]["times"].append(time_call(lambda: fastpid.decompose(P), repeats=20, warmup=2)["median_s"])
+        refine = fastpid.decompose(P, method="refine")
+        rows["fastpid refine"]["errors"].append(max_error(atoms_of(refine), ref))
+        rows["fastpid refine"]["times"].append(time_call(lambda: fastpid.decompose(P, method="refine"), repeats=5, warmup=1)["median_s"])
         proxy = fastpid.decompose(P, method="proxy")
         rows["fastpid proxy"]["errors"].append(max_error(atoms_of(proxy), ref))
         rows["fastpid proxy"]["times"].append(time_call(lambda: fastpid.decompose(P, method="proxy"), repeats=20, warmup=2)["median_s"])

@@ -105,6 +105,7 @@ def _paper(P):
 
 METHODS = {
     "fastpid exact": _fastpid("exact"),
+    "fastpid refine": _fastpid("refine"),
     "fastpid proxy": _fastpid("proxy"),
     "cvxpy clarabel strong": _cvxpy("CLARABEL", "strong"),
     "cvxpy clarabel common": _cvxpy("CLARABEL", "common"),

@@ -12,7 +12,7 @@ import numpy as np
 from .harness import RESULTS
 
 COLORS = {
-    "fastpid exact": "C0", "fastpid proxy": "C9", "cvxpy clarabel strong": "C1", "cvxpy clarabel common": "C3",
+    "fastpid exact": "C0", "fastpid refine": "C8", "fastpid proxy": "C9", "cvxpy clarabel strong": "C1", "cvxpy clarabel common": "C3",
     "cvxpy scs strong": "C4", "cvxpy ecos strong": "C5", "dit broja": "C6", "fastpid paper": "C2",
 }
 
@@ -47,15 +47,20 @@ def _finish_loglog(fig, ax, out, *, xlabel, ylabel, title, legend_size=None):
 
 def time_vs_size(size, out):
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = [("dense", "n (dense n x n x n)"), ("hist", "|Y| (20 x 20 x |Y| histograms, 1,000 samples)")]
+    if any(r["family"] == "large" for r in size["records"]):
+        panels.append(("large", "entries of P (dense 64^3, 128x128x16, 256x256x8)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2))
     limit = size["limit_s"]
-    for ax, family, xlabel in ((axes[0], "dense", "n (dense n x n x n)"), (axes[1], "hist", "|Y| (20 x 20 x |Y| histograms, 1,000 samples)")):
+    for ax, (family, xlabel) in zip(axes, panels):
+        recs_family = [r for r in size["records"] if r["family"] == family or (family == "large" and r["case"] == "dense 64x64x64")]
         for method, color in COLORS.items():
-            recs = [r for r in size["records"] if r["family"] == family and r["method"] == method]
+            recs = [r for r in recs_family if r["method"] == method]
             if not recs:
                 continue
-            ok = [(r["size"], r["seconds"]) for r in recs if r["status"] == "ok"]
-            slow = [r["size"] for r in recs if r["status"] == "timeout"]
+            x = (lambda r: r["size"] ** 3 if r["family"] == "dense" else r["size"]) if family == "large" else (lambda r: r["size"])
+            ok = [(x(r), r["seconds"]) for r in recs if r["status"] == "ok"]
+            slow = [x(r) for r in recs if r["status"] == "timeout"]
             if ok:
                 ax.plot(*zip(*ok), marker="o", ms=4, color=color, label=method)
             if slow:
@@ -63,10 +68,11 @@ def time_vs_size(size, out):
         ax.axhline(limit, color="gray", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        sizes = sorted({r["size"] for r in size["records"] if r["family"] == family})
-        ax.set_xticks(sizes)
-        ax.set_xticklabels([str(v) for v in sizes])
-        ax.minorticks_off()
+        if family != "large":
+            sizes = sorted({r["size"] for r in recs_family})
+            ax.set_xticks(sizes)
+            ax.set_xticklabels([str(v) for v in sizes])
+            ax.minorticks_off()
         ax.set_xlabel(xlabel)
         ax.set_ylabel("seconds per distribution")
     axes[0].set_title(f"time vs size (x: over the {limit:g} s limit)")
@@ -91,8 +97,10 @@ def error_vs_time(size, out):
 def throughput(batch, out):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, color in (("exact", "C0"), ("proxy", "C9")):
+    for method, color in (("exact", "C0"), ("refine", "C8"), ("proxy", "C9")):
         recs = [r for r in batch["records"] if r["method"] == method]
+        if not recs:
+            continue
         ax.plot([r["batch"] for r in recs], [r["per_second"] for r in recs], marker="o", color=color, label=f"fastpid {method}")
     _finish_loglog(fig, ax, out, xlabel="batch size (20 x 20 x 6 histograms)", ylabel="distributions per second",
                    title=f"CPU throughput, {batch['threads']} threads")

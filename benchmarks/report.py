@@ -72,8 +72,27 @@ def batch_table(batch):
     return "\n".join(lines)
 
 
+def refine_tables(refine):
+    lines = ["| case | tol (bits) | time | certified bound (bits) | converged | iterations | peak memory / size of P |",
+             "|---|---|---|---|---|---|---|"]
+    for r in refine.get("large", []):
+        lines.append(f"| {r['case']} | {r['tol_bits']:.0e} | {_ms(r['seconds'])} | {r['bound_bits']:.1e} | {r['converged']} | "
+                     f"{r['iterations']} | {r['peak_over_P']:.1f} |")
+    lines += ["", "| case | FastPID paper: time | its error (bits) | refine within that time: time | its error (bits) | error ratio |",
+              "|---|---|---|---|---|---|"]
+    for c in refine.get("paper", []):
+        p, best = c["paper_default"], c["refine_at_paper_time"]
+        lines.append(f"| {c['case']} | {_ms(p['seconds'])} | {p['error_bits']:.1e} | {_ms(best['seconds'])} | {best['error_bits']:.1e} | "
+                     f"{c['error_ratio']:.1e} |")
+    lines += ["", "| penalty start | growth | converged | time (s) |", "|---|---|---|---|"]
+    for r in refine.get("schedule", []):
+        lines.append(f"| {r['penalty']:g} | {r['growth']:g} | {r['converged']}/{r['distributions']} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
 def main():
-    for name, fn in (("cpu.json", cpu_table), ("size.json", size_table), ("accuracy.json", accuracy_table), ("batch.json", batch_table)):
+    for name, fn in (("cpu.json", cpu_table), ("size.json", size_table), ("accuracy.json", accuracy_table), ("batch.json", batch_table),
+                     ("refine.json", refine_tables)):
         data = _load(name)
         if data:
             print(f"\n### {name}  ({data['machine']['cpu']}, {data['machine']['cores']} cores)\n")

@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from . import bench_accuracy, bench_batch, bench_bound, bench_cpu, bench_grad, bench_robustness, bench_size, plots
+from . import bench_accuracy, bench_batch, bench_bound, bench_cpu, bench_grad, bench_refine, bench_robustness, bench_size, plots
 
 
 def main(argv=None):
@@ -19,7 +19,7 @@ def main(argv=None):
     flags = ["--quick"] if args.quick else []
     for name, module in (("accuracy", bench_accuracy), ("bound", bench_bound), ("batch", bench_batch),
                          ("size", bench_size), ("cpu", bench_cpu), ("grad", bench_grad),
-                         ("robustness", bench_robustness)):
+                         ("robustness", bench_robustness), ("refine", bench_refine)):
         start = time.perf_counter()
         print(f"\n=== {name} ===", flush=True)
         module.main(flags)

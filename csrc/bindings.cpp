@@ -7,6 +7,8 @@
 #include <string>
 
 #include "fastpid/pid.hpp"
+#include "fastpid/proxy.hpp"
+#include "fastpid/refine.hpp"
 #ifdef FASTPID_WITH_CUDA
 #include "fastpid/pid_cuda.hpp"
 #endif
@@ -183,6 +185,16 @@ PYBIND11_MODULE(_C, m) {
       py::arg("blocks"), py::arg("threads"), py::arg("workspace_per_block"), py::arg("stream"),
       "Enqueue `kernel` (proxy or refine) on `stream` (device pointers; coupling and duals may be 0).");
 #endif
+  m.def(
+      "workspace_doubles",
+      [](const std::string& kernel, int n1, int n2, int ny) {
+        const Shape s{1, n1, n2, ny};
+        if (kernel == "refine") return fastpid::RefineKernel::workspace_doubles(s);
+        if (kernel == "proxy") return fastpid::ProxyKernel::workspace_doubles(s);
+        throw std::invalid_argument("kernel must be 'proxy' or 'refine'");
+      },
+      py::arg("kernel"), py::arg("n1"), py::arg("n2"), py::arg("ny"),
+      "Doubles of workspace one distribution of this shape needs (per thread on the CPU, per block on CUDA).");
   m.def("build_info", []() {
     py::dict info;
     info["version"] = FASTPID_VERSION;

@@ -18,7 +18,7 @@
 // with multipliers w_c (the cell masses): each outer step minimises
 //     Psi(a, b) = -<a, PA> - <b, PB> + 1/(2 rho) sum_c max(0, w_c + rho g_c)^2
 // by Newton's method with an Armijo line search, then sets w <- max(0, w + rho g) and grows rho
-// (SolverOptions: from 100, 3x per outer step, measured in benchmarks/bench_refine_tuning.py: a
+// (SolverOptions: from 100, 3x per outer step, measured in benchmarks/bench_refine.py: a
 // 10x growth deactivates whole groups of small cells on large alphabets and stalls there).
 // The Newton matrix is L + J^T D J: L is block diagonal over labels (the coupling
 // Q = max(0, w + rho g) softmax(a + b) as a bipartite matrix per label), J has one row per
