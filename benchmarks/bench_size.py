@@ -1,13 +1,15 @@
 """Speed vs size: time per distribution of every method, dense n x n x n (n = 2 .. 64),
 20 x 20 x |Y| histograms of 1,000 samples (|Y| in 2, 6, 10, 28, 101), and large alphabets
-(dense 128 x 128 x 16 and 256 x 256 x 8, fastpid's solvers only).
+(dense 128 x 128 x 16 and 256 x 256 x 8, fastpid's solvers only, at tol 1e-6 bits).
 
     python -m benchmarks.bench_size [--quick]
 
 Peers run in a child process with a per-distribution time limit (reported as "> limit", not
-waited on), and so do fastpid's solvers on the large alphabets; answers are checked against
-fastpid's certified result (exact at tol 1e-10; refine at tol 1e-10 for the large alphabets,
-where exact does not finish) before times are recorded. Writes results/size[-quick].json.
+waited on); answers are checked against fastpid's certified exact result at tol 1e-10 before
+times are recorded. On the large alphabets no solver reaches a tighter reference in useful time
+(exact does not fit, refine stalls near 1e-8 bits on 128x128x16 and needs minutes for 1e-7 on
+256x256x8), so fastpid's solvers run there at tol 1e-6 in a child with a 4x longer limit and
+their certified bound is recorded instead of an error. Writes results/size[-quick].json.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from fastpid.families import dense, histogram
 
 from .harness import machine, progress, table, time_call, write_json
 from .peers import ATOMS, METHODS, available, solve_with_limit
+
+LARGE_TOL = 1e-6  # bits, fastpid's solvers on the large alphabets
 
 
 def inputs(quick, rng):
@@ -46,32 +50,38 @@ def main(argv=None):
     rows, records = [], []
     for label, family, size, P in inputs(args.quick, rng):
         large = family == "large"
-        ref = fastpid.decompose(P, method="refine" if large else "exact", tol=1e-10)
-        assert bool(ref.converged)
-        ref_atoms = {a: float(getattr(ref, a)) for a in ATOMS}
+        if not large:
+            ref = fastpid.decompose(P, method="exact", tol=1e-10)
+            assert bool(ref.converged), f"{label}: the reference stopped at bound {float(ref.bound):.2g} bits"
+            ref_atoms = {a: float(getattr(ref, a)) for a in ATOMS}
         for method in METHODS:
             ours = method in ("fastpid exact", "fastpid refine", "fastpid proxy")
             if method in skipped or (large and not ours):  # peers: too slow for the large alphabets
                 continue
             progress(f"{label}: {method}")
-            if ours and not large:  # timed in-process; on the large alphabets in a child, with the limit
+            if large:
+                status, seconds, atoms = solve_with_limit(method, P, 4 * limit, tol=LARGE_TOL)
+            elif ours:  # timed in-process
                 kind = method.split()[1]
                 atoms = METHODS[method](P)
                 t = time_call(lambda: fastpid.decompose(P, method=kind), repeats=5 if P.size < 50000 else 1, warmup=1 if P.size < 50000 else 0)
                 status, seconds = "ok", t["median_s"]
             else:
                 status, seconds, atoms = solve_with_limit(method, P, limit)
-            err = max(abs(atoms[a] - ref_atoms[a]) for a in ATOMS) if status == "ok" else None
+            err = max(abs(atoms[a] - ref_atoms[a]) for a in ATOMS) if status == "ok" and not large else None
+            bound = atoms.get("bound") if status == "ok" else None
             rec = {"case": label, "family": family, "size": size, "method": method, "status": status,
-                   "seconds": seconds if status == "ok" else None, "max_error_bits": err,
+                   "tol_bits": LARGE_TOL if large else None, "limit_s": 4 * limit if large else limit,
+                   "seconds": seconds if status == "ok" else None, "max_error_bits": err, "bound_bits": bound,
                    "note": None if status == "ok" else str(atoms)}
             records.append(rec)
             rows.append({"case": label, "method": method,
-                         "time": f"{seconds * 1e3:.3g} ms" if status == "ok" else (f"> {limit:g} s" if status == "timeout" else "error"),
-                         "max err (bits)": err})
-    payload = {"machine": machine(), "limit_s": limit, "reference": "fastpid exact at tol 1e-10 (certified)", "records": records, "skipped": skipped}
+                         "time": f"{seconds * 1e3:.3g} ms" if status == "ok" else (f"> {rec['limit_s']:g} s" if status == "timeout" else "error"),
+                         "max err (bits)": err, "bound (bits)": bound})
+    payload = {"machine": machine(), "limit_s": limit, "reference": "fastpid exact at tol 1e-10 (certified); none on the large alphabets",
+               "records": records, "skipped": skipped}
     path = write_json("size-quick.json" if args.quick else "size.json", payload)
-    print(table(rows, ["case", "method", "time", "max err (bits)"], {"max err (bits)": ".1e"}))
+    print(table(rows, ["case", "method", "time", "max err (bits)", "bound (bits)"], {"max err (bits)": ".1e", "bound (bits)": ".1e"}))
     print(f"wrote {path}")
     return payload
 

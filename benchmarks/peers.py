@@ -65,11 +65,11 @@ ATOMS = ("redundancy", "unique1", "unique2", "synergy")
 
 
 def _fastpid(method):
-    def run(P):
+    def run(P, **options):
         import fastpid
 
-        r = fastpid.decompose(P, method=method)
-        return {a: float(getattr(r, a)) for a in ATOMS}
+        r = fastpid.decompose(P, method=method, **options)
+        return {**{a: float(getattr(r, a)) for a in ATOMS}, "bound": float(r.bound)}
 
     return run
 
@@ -132,7 +132,7 @@ def available(name):
 PREPARE = {"cvxpy": ("cvxpy", "clarabel", "fastpid.reference"), "dit": ("dit", "dit.pid"), "paper": ("torch",)}
 
 
-def _child(name, P, queue):
+def _child(name, P, queue, options):
     import importlib
     import time
 
@@ -143,22 +143,23 @@ def _child(name, P, queue):
                 for m in modules:
                     importlib.import_module(m)
         start = time.perf_counter()
-        atoms = METHODS[name](P)
+        atoms = METHODS[name](P, **options)
         queue.put(("ok", time.perf_counter() - start, atoms))
     except Exception as err:  # reported, not hidden
         queue.put(("error", 0.0, f"{type(err).__name__}: {err}"))
 
 
-def solve_with_limit(name, P, limit_s):
+def solve_with_limit(name, P, limit_s, **options):
     """Runs one method on one distribution in a child process, timed inside the child.
-    Returns (status, seconds, atoms-or-message); status "timeout" after limit_s."""
+    Returns (status, seconds, atoms-or-message); status "timeout" after limit_s. ``options``
+    go to the method (fastpid's: decompose's keyword arguments; their atoms carry "bound")."""
     import multiprocessing as mp
 
     # spawn, not fork: a child forked after OpenMP (fastpid, torch) has started its thread
     # pool can stall in it; every child starts clean and imports before its clock starts.
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(name, P, queue))
+    proc = ctx.Process(target=_child, args=(name, P, queue, options))
     proc.start()
     proc.join(limit_s)
     if proc.is_alive():

@@ -60,12 +60,13 @@ def time_vs_size(size, out):
                 continue
             x = (lambda r: r["size"] ** 3 if r["family"] == "dense" else r["size"]) if family == "large" else (lambda r: r["size"])
             ok = [(x(r), r["seconds"]) for r in recs if r["status"] == "ok"]
-            slow = [x(r) for r in recs if r["status"] == "timeout"]
+            slow = [(x(r), r.get("limit_s", limit)) for r in recs if r["status"] == "timeout"]
             if ok:
                 ax.plot(*zip(*ok), marker="o", ms=4, color=color, label=method)
             if slow:
-                ax.plot(slow, [limit] * len(slow), ls="none", marker="x", ms=8, color=color)
-        ax.axhline(limit, color="gray", ls=":", lw=1)
+                ax.plot(*zip(*slow), ls="none", marker="x", ms=8, color=color)
+        for panel_limit in sorted({r.get("limit_s", limit) for r in recs_family if r["family"] == family}):
+            ax.axhline(panel_limit, color="gray", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
         if family != "large":
@@ -76,6 +77,9 @@ def time_vs_size(size, out):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("seconds per distribution")
     axes[0].set_title(f"time vs size (x: over the {limit:g} s limit)")
+    large_tol = next((r["tol_bits"] for r in size["records"] if r["family"] == "large"), None)
+    if large_tol is not None:
+        axes[2].set_title(f"large alphabets at tol {large_tol:g} bits (64^3: default tol)", fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=4)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
@@ -87,7 +91,8 @@ def error_vs_time(size, out):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for method, color in COLORS.items():
-        pts = [(r["seconds"], max(r["max_error_bits"], 1e-12)) for r in size["records"] if r["method"] == method and r["status"] == "ok"]
+        pts = [(r["seconds"], max(r["max_error_bits"], 1e-12)) for r in size["records"]
+               if r["method"] == method and r["status"] == "ok" and r["max_error_bits"] is not None]
         if pts:
             ax.scatter(*zip(*pts), s=18, color=color, label=method)
     _finish_loglog(fig, ax, out, xlabel="seconds per distribution", ylabel="max error of the atoms (bits; floor 1e-12)",

@@ -40,6 +40,8 @@ def test_cli_decompose_file(tmp_path, capsys):
 
     data = json.loads(capsys.readouterr().out)
     assert abs(data["synergy"] - 0.5) < 1e-6
+    assert main(["decompose", str(path), "--method", "refine", "--json"]) == 0
+    assert abs(json.loads(capsys.readouterr().out)["synergy"] - 0.5) < 1e-6
     csv = tmp_path / "xor.csv"
     csv.write_text("x1,x2,y,count\n0,0,0,5\n0,1,1,5\n1,0,1,5\n1,1,0,5\n")
     assert main(["decompose", str(csv), "--normalize", "--json"]) == 0

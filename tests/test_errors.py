@@ -85,3 +85,23 @@ def test_max_iter_zero_reports_not_converged_with_honest_bound():
     exact = fastpid.decompose(P, tol=1e-10)
     assert not bool(r.converged)
     assert abs(float(r.synergy - exact.synergy)) <= float(r.bound) + 1e-12
+
+
+def test_device_side_checks_name_the_bad_distribution():
+    # The checks CUDA tensors get (one reduction on the device, the batch copied to the host
+    # only to name a bad distribution) are plain torch operations: exercised here on the CPU.
+    torch = pytest.importorskip("torch")
+    from fastpid.torch_ops import check_cuda
+
+    good = torch.full((6, 2, 3, 2), 1 / 12, dtype=torch.float64)
+    check_cuda(good)
+    for value, reason in ((float("nan"), "NaN"), (-0.5, "negative"), (2.0, "not normalised")):
+        bad = good.clone()
+        bad[4, 1, 1, 0] = value  # batch index 4 of a (2, 3) batch: P[1, 1]
+        with pytest.raises(ValueError, match=rf"P\[1, 1\] \(batch index 4\).*{reason}"):
+            check_cuda(bad, batch_shape=(2, 3))
+    counts = good * 7  # counts are accepted with normalize=True, zero mass is not
+    check_cuda(counts, normalize=True)
+    counts[2] = 0
+    with pytest.raises(ValueError, match="zero total mass"):
+        check_cuda(counts, normalize=True)

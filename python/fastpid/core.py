@@ -130,7 +130,11 @@ def _decompose_torch(P, method, tol_nats, max_iter, unit, log_base, normalize, r
 
     check_shape(tuple(P.shape))
     if not torch.compiler.is_compiling():
-        to_batch(P, normalize=normalize)  # full checks with messages naming the bad index
+        # Full checks with messages naming the bad index; for CUDA tensors on the device.
+        if P.is_cuda:
+            torch_ops.check_cuda(P.reshape((-1,) + tuple(P.shape[-3:])), normalize=normalize, batch_shape=tuple(P.shape[:-3]))
+        else:
+            to_batch(P, normalize=normalize)
     out_dtype = P.dtype if P.dtype in (torch.float32, torch.float64) else torch.float64
     batch_shape = tuple(P.shape[:-3])
     n1, n2, ny = P.shape[-3:]

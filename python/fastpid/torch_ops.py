@@ -55,19 +55,23 @@ def solve(P: Tensor, tol: float, max_iter: int, method: str, coupling: bool) -> 
     return tuple(torch.from_numpy(np.ascontiguousarray(r)).to(P.device) for r in results)
 
 
-def check_cuda(P: Tensor) -> None:
+def check_cuda(P: Tensor, normalize: bool = False, batch_shape=()) -> None:
     """The input checks of check_flat for a CUDA batch (batch, ...), without copying it to the
     host: one reduction on the device, one small copy of the verdict; only a bad batch is
     copied, to name the first bad distribution and the reason."""
     flat = P.detach().reshape(P.shape[0], -1)
-    bad = (~torch.isfinite(flat)).any(1) | (flat < 0).any(1) | ((flat.sum(1) - 1).abs() > NORMALISATION_TOLERANCE)
+    total = flat.sum(1)
+    bad = (~torch.isfinite(flat)).any(1) | (flat < 0).any(1) | (total <= 0)
+    if not normalize:
+        bad |= (total - 1).abs() > NORMALISATION_TOLERANCE
     if bool(bad.any()):
-        check_flat(P.detach().cpu().numpy())  # raises with the message naming the index
+        # raises with the message naming the index
+        check_flat(P.detach().to("cpu", torch.float64).numpy().reshape(P.shape[0], -1), batch_shape, normalize=normalize, min_rank=1)
 
 
 def _solve_cuda(P: Tensor, method: str, tol: float, max_iter: int, coupling: bool) -> Outputs:
     """A CUDA kernel body of the library on every distribution, on the current stream."""
-    check_cuda(P)
+    check_cuda(P)  # again here: torch.compile does not run the checks in decompose()
     B, n1, n2, ny = P.shape
     with torch.cuda.device(P.device):
         Pc = P.detach().contiguous()
