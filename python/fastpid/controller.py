@@ -71,6 +71,9 @@ class TwoStageController:
                 raise ValueError("give either pid or x1, x2 and y")
             from .estimate import estimate
 
+            # the plug-in atoms (as in the FastPID paper); the controller compares them with
+            # each other and over time, so the bias correction's extra solves are skipped
+            estimate_kwargs.setdefault("bias_correction", None)
             pid = estimate(x1, x2, y, **estimate_kwargs).pid
         atoms = {k: float(_get(pid, k)) for k in ("unique1", "unique2", "synergy")}
         if self.stage == "joint":
