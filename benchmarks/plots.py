@@ -123,6 +123,50 @@ def bound_vs_error(bound, out):
                    title="the bound holds: every point under the diagonal")
 
 
+def estimation(est, out):
+    """Bias of synergy and the worst coverage over the four atoms against samples per occupied
+    cell, per estimator (colour) and population (marker)."""
+    from fastpid.estimate import MIN_SAMPLES_PER_CELL
+
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
+    estimators = list(dict.fromkeys(r["estimator"] for r in est["records"]))
+    pops = list(dict.fromkeys(r["population"] for r in est["records"]))
+    markers = dict(zip(pops, "osD^v<>"))
+    for k, name in enumerate(estimators):
+        color = f"C{k}"
+        for pop in pops:
+            recs = sorted((r for r in est["records"] if r["estimator"] == name and r["population"] == pop),
+                          key=lambda r: r["samples_per_occupied_cell"])
+            x = [r["samples_per_occupied_cell"] for r in recs]
+            left.plot(x, [r["bias"]["synergy"] for r in recs], marker=markers[pop], ms=4, color=color, lw=1)
+            right.plot(x, [min(r["coverage"].values()) for r in recs], marker=markers[pop], ms=4, color=color, lw=1)
+    from matplotlib.ticker import NullFormatter
+
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.axvline(MIN_SAMPLES_PER_CELL, color="gray", ls=":", lw=1)
+        ax.set_xlabel("samples per occupied cell (dotted: the few-samples warning below)")
+    left.set_yscale("symlog", linthresh=1e-3)
+    left.axhline(0, color="gray", lw=0.8)
+    left.set_ylabel("bias of synergy (bits)")
+    left.set_title("bias")
+    right.axhline(est["nominal"], color="gray", ls="--", lw=1)
+    right.axhline(0.85, color="gray", ls=":", lw=1)
+    right.set_ylabel(f"coverage of the {est['nominal']:.0%} interval (worst atom)")
+    right.set_ylim(-0.02, 1.02)
+    right.set_title("coverage")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=f"C{k}", label=name) for k, name in enumerate(estimators)]
+    handles += [Line2D([], [], color="k", ls="none", marker=markers[p], label=p) for p in pops]
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=4)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -142,6 +186,10 @@ def main(argv=None):
     if bound:
         bound_vs_error(bound, RESULTS / f"bound_vs_error{suffix}.png")
         made.append(f"bound_vs_error{suffix}.png")
+    est = _load(f"estimate{suffix}.json")
+    if est:
+        estimation(est, RESULTS / f"estimate{suffix}.png")
+        made.append(f"estimate{suffix}.png")
     print("plots:", ", ".join(made) or "none (run the benchmarks first)")
 
 

@@ -92,9 +92,32 @@ def refine_tables(refine):
     return "\n".join(lines)
 
 
+def estimate_table(est, estimators=("plug-in, percentile bootstrap", "jackknife")):
+    """Per population and sample size: samples per occupied cell, how often the few-samples
+    warning fired, and for each estimator the bias and RMSE of synergy and the coverage of
+    every atom (R / U1 / U2 / S)."""
+    head = "| population | samples | per occupied cell | warned |"
+    rule = "|---|---|---|---|"
+    for e in estimators:
+        head += f" {e}: bias S | RMSE S | coverage R / U1 / U2 / S |"
+        rule += "---|---|---|"
+    lines = [head, rule]
+    keys = list(dict.fromkeys((r["population"], r["samples"]) for r in est["records"]))
+    for pop, n in keys:
+        recs = {r["estimator"]: r for r in est["records"] if r["population"] == pop and r["samples"] == n}
+        first = recs[estimators[0]]
+        line = f"| {pop} | {n:,} | {first['samples_per_occupied_cell']:.1f} | {recs[estimators[-1]]['warned_fraction']:.0%} |"
+        for e in estimators:
+            r = recs[e]
+            cov = " / ".join(f"{r['coverage'][a]:.2f}" for a in ("redundancy", "unique1", "unique2", "synergy"))
+            line += f" {r['bias']['synergy']:+.3f} | {r['rmse']['synergy']:.3f} | {cov} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def main():
     for name, fn in (("cpu.json", cpu_table), ("size.json", size_table), ("accuracy.json", accuracy_table), ("batch.json", batch_table),
-                     ("refine.json", refine_tables)):
+                     ("refine.json", refine_tables), ("estimate.json", estimate_table)):
         data = _load(name)
         if data:
             print(f"\n### {name}  ({data['machine']['cpu']}, {data['machine']['cores']} cores)\n")

@@ -10,10 +10,10 @@ import argparse
 import sys
 import time
 
-from . import bench_accuracy, bench_batch, bench_bound, bench_cpu, bench_grad, bench_refine, bench_robustness, bench_size, plots
+from . import bench_accuracy, bench_batch, bench_bound, bench_cpu, bench_estimate, bench_grad, bench_refine, bench_robustness, bench_size, plots
 
 BENCHMARKS = {"accuracy": bench_accuracy, "bound": bench_bound, "batch": bench_batch, "size": bench_size, "cpu": bench_cpu,
-              "grad": bench_grad, "robustness": bench_robustness, "refine": bench_refine}
+              "grad": bench_grad, "robustness": bench_robustness, "refine": bench_refine, "estimate": bench_estimate}
 
 
 def main(argv=None):

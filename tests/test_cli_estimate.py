@@ -30,7 +30,7 @@ def test_estimate_csv_with_header_and_categorical_columns(tmp_path, capsys, rng)
     capsys.readouterr()  # the rng fixture prints its seed
     assert main(["estimate", str(path), "--x1", "colour", "--x2", "shape,size", "--y", "label", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["shape"] == [2, 4, 2] and out["samples"] == 4000 and out["bias_correction"] == "jackknife"
+    assert out["shape"] == [2, 4, 2] and out["samples"] == 4000 and out["bias_correction"] == "extrapolation"
     # the same numbers as the library on the same integer codes
     ref = estimate(a, bc, y)
     for atom, value in ref.values.items():
@@ -38,7 +38,7 @@ def test_estimate_csv_with_header_and_categorical_columns(tmp_path, capsys, rng)
         assert out["intervals"][atom][0] <= value <= out["intervals"][atom][1]
     assert main(["estimate", str(path), "--x1", "colour", "--x2", "shape,size", "--y", "label"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("Estimate(jackknife-corrected, bits; 4,000 samples, 2x4x2 histogram") and "95% interval" in text
+    assert text.startswith("Estimate(extrapolation-corrected, bits; 4,000 samples, 2x4x2 histogram") and "95% interval" in text
 
 
 def test_estimate_csv_numeric_features_with_clusters(tmp_path, capsys, rng):

@@ -33,7 +33,9 @@ def test_estimate_recovers_gates_from_samples(fn, atoms, rng):
         assert float(getattr(est.pid, atom)) == pytest.approx(value, abs=0.02), atom
 
 
-def test_bootstrap_is_one_batched_solve(monkeypatch, rng):
+@pytest.fixture
+def solve_calls(monkeypatch):
+    """The shapes of every array estimate() sends to decompose, in order."""
     calls = []
     real = estimate_module.decompose
 
@@ -42,6 +44,11 @@ def test_bootstrap_is_one_batched_solve(monkeypatch, rng):
         return real(P, **kw)
 
     monkeypatch.setattr(estimate_module, "decompose", counting)
+    return calls
+
+
+def test_bootstrap_is_one_batched_solve(solve_calls, rng):
+    calls = solve_calls
     x1 = rng.integers(0, 20, 1000)
     x2 = (x1 + rng.integers(0, 5, 1000)) % 20
     y = (x1 // 4 + rng.integers(0, 2, 1000)) % 6
@@ -85,19 +92,18 @@ def test_shuffle_bias_correction_removes_spurious_synergy(rng):
     assert abs(np.mean(corrected)) < 0.03
 
 
-def test_jackknife_is_one_batched_solve(monkeypatch, rng):
-    calls = []
-    real = estimate_module.decompose
-
-    def counting(P, **kw):
-        calls.append(np.shape(P))
-        return real(P, **kw)
-
-    monkeypatch.setattr(estimate_module, "decompose", counting)
+def test_jackknife_and_extrapolation_are_one_batched_solve(solve_calls, rng):
+    calls = solve_calls
     x1, x2 = rng.integers(0, 4, 2000), rng.integers(0, 4, 2000)
-    est = estimate(x1, x2, (x1 + x2) % 3, groups=10)
+    est = estimate(x1, x2, (x1 + x2) % 3, groups=10, bias_correction="jackknife")
     assert calls == [(4, 4, 3), (11, 4, 4, 3)]  # the plug-in, then the full sample and 10 leave-one-group-out
     assert est.bias_correction == "jackknife" and set(est.intervals) == set(fastpid.result.ATOMS)
+    calls.clear()
+    est = estimate(x1, x2, (x1 + x2) % 3, groups=10, repeats=2)  # the default, extrapolation
+    # the plug-in, then for the full sample and each leave-one-group-out sample: itself, 2 x 2
+    # halves and 2 x 4 quarters
+    assert calls == [(4, 4, 3), (11 * 13, 4, 4, 3)]
+    assert est.bias_correction == "extrapolation"
 
 
 def _population_coverage(P, n, reps, seed, **kwargs):
@@ -117,12 +123,13 @@ def _population_coverage(P, n, reps, seed, **kwargs):
     return dict(zip(atoms, covered)), dict(zip(atoms, np.mean(errors, 0)))
 
 
-def test_jackknife_intervals_cover_where_the_plug_in_misses():
+def test_default_intervals_cover_where_the_plug_in_misses():
     # The estimation issue's case: a Dirichlet(0.7) population on 8 x 8 x 4, 3,000 samples
-    # (about 12 per occupied cell). The plug-in's synergy is biased up by about 0.04 bits, more
+    # (about 13 per occupied cell). The plug-in's synergy is biased up by about 0.04 bits, more
     # than its spread, so percentile intervals around it almost never cover the truth; the
-    # jackknife removes most of the bias and its intervals cover each atom in at least 85% of
-    # 30 samples (fixed seeds; benchmarks/results/estimate.json has the full study).
+    # default correction (extrapolation) removes most of the bias and its intervals cover each
+    # atom in at least 85% of 30 samples (fixed seeds; benchmarks/results/estimate.json has
+    # the full study).
     P = np.random.default_rng(0).dirichlet(np.full(256, 0.7)).reshape(8, 8, 4)
     covered, bias = _population_coverage(P, 3000, 30, seed=1)
     assert all(v >= 26 for v in covered.values()), covered
@@ -172,13 +179,34 @@ def test_too_few_samples_warns_with_the_numbers(rng):
     assert not est.too_few_samples
 
 
+def test_large_correction_warns_even_with_enough_samples_per_cell(rng):
+    # A structured 20 x 20 x 10 population (each latent value on a few clusters, y = a + b mod
+    # 10 or a) sampled 30,000 times: over 5 samples per occupied cell, but the bias correction
+    # of synergy (~0.1 bits) is many standard errors of the plug-in (~0.005), so what the 1/n
+    # expansion leaves of the bias cannot be trusted to be small: the warning says so.
+    K, g = 10, np.random.default_rng(0)
+    x1_given_a = g.dirichlet(np.full(20, 0.15), size=K)
+    x2_given_ba = g.dirichlet(np.full(20, 0.15), size=(K, K))
+    P = np.zeros((20, 20, K))
+    for a in range(K):
+        for b in range(K):
+            py = np.zeros(K)
+            py[(a + b) % K] += 0.6
+            py[a] += 0.4
+            P += np.einsum("i,j,y->ijy", x1_given_a[a], x2_given_ba[b, a], py) / K**2
+    a, b, c = np.unravel_index(rng.choice(P.size, size=30000, p=P.ravel()), P.shape)
+    with pytest.warns(estimate_module.FewSamplesWarning, match=r"the bias correction of synergy \(\+0\.\d+ bits\) is \d+\.\d standard errors"):
+        est = estimate(a, b, c)
+    assert est.samples_per_cell > 5 and est.too_few_samples
+
+
 def test_estimate_repr_is_a_summary(rng):
     x1, x2 = rng.integers(0, 20, 5000), rng.integers(0, 20, 5000)
-    est = estimate(x1, x2, (x1 + x2) % 6, warn=False)
+    est = estimate(x1, x2, (x1 + x2) % 6, warn=False, bias_correction="jackknife")
     text = repr(est)
     lines = text.splitlines()
     assert len(lines) == 5 and len(text) < 800
-    assert "5,000 samples" in lines[0] and "20x20x6" in lines[0] and "jackknife" in lines[0]
+    assert lines[0].startswith("Estimate(jackknife-corrected, bits; 5,000 samples, 20x20x6 histogram")
     assert all(atom in line and "95% interval" in line for atom, line in zip(fastpid.result.ATOMS, lines[1:]))
 
 

@@ -6,8 +6,9 @@
     >>> round(float(r.synergy), 6)
     1.0
 
-Public names: :func:`decompose`, :class:`PIDResult`, :func:`estimate` (samples to a PID,
-with :class:`Discretiser` and bootstrap intervals), :class:`TwoStageController`,
+Public names: :func:`decompose`, :class:`PIDResult`, :func:`estimate` (samples to a
+bias-corrected PID with intervals, :class:`Estimate`, :class:`Discretiser`,
+:class:`FewSamplesWarning`), :class:`TwoStageController`,
 :func:`build_info`, and the modules :mod:`fastpid.info` (entropies and mutual informations),
 :mod:`fastpid.proxies` (per-modality MI and ECS proxies) and :mod:`fastpid.reference` (an
 independent CVXPY solver, needs the ``reference`` extra).
@@ -15,7 +16,7 @@ independent CVXPY solver, needs the ``reference`` extra).
 from . import _C, info, proxies
 from .controller import Decision, TwoStageController
 from .core import decompose
-from .estimate import Discretiser, Estimate, estimate
+from .estimate import Discretiser, Estimate, FewSamplesWarning, estimate
 from .result import PIDResult
 
 __version__ = _C.build_info()["version"]
@@ -37,6 +38,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "decompose", "PIDResult", "estimate", "Estimate", "Discretiser", "TwoStageController", "Decision",
+    "decompose", "PIDResult", "estimate", "Estimate", "Discretiser", "FewSamplesWarning", "TwoStageController", "Decision",
     "build_info", "info", "proxies", "reference", "__version__",
 ]

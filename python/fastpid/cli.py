@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     p.add_argument("--y", required=True, help="the target column")
     p.add_argument("--clusters", type=int, default=0,
                    help="discretise numeric source columns into this many k-means clusters (default: columns are categories)")
-    p.add_argument("--correction", default="jackknife", choices=["jackknife", "extrapolation", "bootstrap", "shuffle", "none"])
+    p.add_argument("--correction", default="extrapolation", choices=["extrapolation", "jackknife", "bootstrap", "shuffle", "none"])
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (needed by --correction bootstrap)")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)

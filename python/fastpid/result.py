@@ -31,7 +31,7 @@ class PIDResult:
         converged: True where ``bound <= tol``; never True for a NaN result.
         iterations: solver iterations spent on each distribution.
         unit: "bits" (``base=2``), "nats" (``base=e``), or "log<b>" for another base.
-        method: "exact" or "proxy".
+        method: "exact", "refine" or "proxy".
         coupling: the optimal coupling Q of shape ``(..., n1, n2, ny)`` (a feasible point of
             the BROJA program that attains the reported values), or None unless requested.
     """
