@@ -44,7 +44,7 @@ def test_estimate_csv_with_header_and_categorical_columns(tmp_path, capsys, rng)
 def test_estimate_csv_numeric_features_with_clusters(tmp_path, capsys, rng):
     n = 1500
     y = rng.integers(0, 3, n)
-    f = rng.normal(size=(3, 2))[y] * 4 + rng.normal(size=(n, 2))
+    f = np.array([[8.0, 0.0], [0.0, 8.0], [-8.0, -8.0]])[y] + rng.normal(size=(n, 2))  # three separated blobs
     g = rng.normal(size=(n, 2))
     path = tmp_path / "features.csv"
     capsys.readouterr()
@@ -52,7 +52,7 @@ def test_estimate_csv_numeric_features_with_clusters(tmp_path, capsys, rng):
     assert main(["estimate", str(path), "--x1", "f0,f1", "--x2", "g0,g1", "--y", "y", "--clusters", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["shape"] == [3, 3, 3]
-    assert out["values"]["unique1"] > 1.0 and abs(out["values"]["unique2"]) < 0.05
+    assert out["values"]["unique1"] > 1.4 and abs(out["values"]["unique2"]) < 0.05  # log2(3) = 1.58
 
 
 def test_estimate_csv_bad_input_gives_clear_errors(tmp_path, capsys, rng):
