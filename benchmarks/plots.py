@@ -147,7 +147,7 @@ def estimation(est, out):
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.axvline(MIN_SAMPLES_PER_CELL, color="gray", ls=":", lw=1)
-        ax.set_xlabel("samples per occupied cell (dotted: the few-samples warning below)")
+        ax.set_xlabel("samples per occupied cell (dotted: 5, below which estimate warns)")
     left.set_yscale("symlog", linthresh=1e-3)
     left.axhline(0, color="gray", lw=0.8)
     left.set_ylabel("bias of synergy (bits)")

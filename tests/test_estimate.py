@@ -200,6 +200,13 @@ def test_large_correction_warns_even_with_enough_samples_per_cell(rng):
     assert est.samples_per_cell > 5 and est.too_few_samples
 
 
+def test_t_quantile_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in (5, 9, 19, 50):
+        for p in (0.9, 0.95, 0.975) + ((0.995,) if df >= 9 else ()):
+            assert estimate_module.t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), abs=3e-4), (p, df)
+
+
 def test_estimate_repr_is_a_summary(rng):
     x1, x2 = rng.integers(0, 20, 5000), rng.integers(0, 20, 5000)
     est = estimate(x1, x2, (x1 + x2) % 6, warn=False, bias_correction="jackknife")

@@ -182,6 +182,21 @@ def _extrapolated(rng, repeats: int) -> _Estimator:
     return _Estimator(pieces, combine)
 
 
+def t_quantile(p: float, df: int) -> float:
+    """Quantile of Student's t with ``df`` degrees of freedom (numpy and the standard library
+    only): the Cornish-Fisher expansion around the normal quantile to 1/df^4 (Abramowitz and
+    Stegun 26.7.5). Within 3e-4 of the exact value for df >= 9 (p <= 0.995) and for df >= 5
+    (p <= 0.975); below that it is slightly too small (df = 3, p = 0.975: by 4e-3)."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(p)
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+
+
 def _jackknife_se(loo: np.ndarray) -> np.ndarray:
     groups = len(loo)
     return np.sqrt((groups - 1) / groups * ((loo - loo.mean(0)) ** 2).sum(0))
@@ -347,12 +362,10 @@ def estimate(
         elif bias_correction in (None, "shuffle"):
             lo, hi = q_lo, q_hi
     if bias_correction in ("jackknife", "extrapolation"):
-        from scipy import stats
-
         estimator = _plug_in() if bias_correction == "jackknife" else _extrapolated(rng, repeats)
         full, jack, se, plug_se = _jackknife(rng, counts, groups, estimator, solve)
         value = jack if bias_correction == "jackknife" else full
-        half = stats.t.ppf(0.5 + confidence / 2, groups - 1) * se
+        half = t_quantile(0.5 + confidence / 2, groups - 1) * se
         lo, hi = value - half, value + half
     if bias_correction == "shuffle":
         batch = np.stack([joint_histogram(c1, c2, rng.permutation(cy), shape) for _ in range(shuffles)])
