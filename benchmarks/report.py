@@ -19,15 +19,18 @@ def _ms(s):
 
 
 def cpu_table(cpu):
-    lines = ["| case | method | time / distribution | speed-up vs CVXPY strong | vs CVXPY common | max error (bits) |", "|---|---|---|---|---|---|"]
+    dpp = all("cvxpy dpp" in methods for methods in cpu["cases"].values())
+    lines = ["| case | method | time / distribution | speed-up vs CVXPY strong | vs CVXPY common |" + (" vs CVXPY DPP |" if dpp else "") +
+             " max error (bits) |", "|---|---|---|---|---|" + ("---|" if dpp else "") + "---|"]
     for case, methods in cpu["cases"].items():
         strong = methods["cvxpy strong"]["time_per_distribution_s"]
         common = methods["cvxpy common"]["time_per_distribution_s"]
         for method, r in methods.items():
             t = r["time_per_distribution_s"]
             err = r["max_error_bits"]
-            lines.append(f"| {case} | {method} | {_ms(t)} | {strong / t:.1f}x | {common / t:.1f}x | {err:.1e} |" if err is not None else
-                         f"| {case} | {method} | {_ms(t)} | {strong / t:.1f}x | {common / t:.1f}x | - |")
+            vs_dpp = f" {methods['cvxpy dpp']['time_per_distribution_s'] / t:.1f}x |" if dpp else ""
+            lines.append(f"| {case} | {method} | {_ms(t)} | {strong / t:.1f}x | {common / t:.1f}x |{vs_dpp} " +
+                         (f"{err:.1e} |" if err is not None else "- |"))
     b = cpu["batch"]
     lines.append("")
     lines.append(f"Batch of {b['batch']} 20x20x6 histograms: fastpid exact {b['fastpid exact s']:.2f} s, proxy {b['fastpid proxy s']:.3f} s "
