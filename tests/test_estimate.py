@@ -90,6 +90,10 @@ def test_shuffle_bias_correction_removes_spurious_synergy(rng):
         corrected.append(est.corrected["synergy"])
     assert np.mean(plug_in) > 0.1
     assert abs(np.mean(corrected)) < 0.03
+    est = estimate(x1, x2, y, bias_correction="shuffle", bootstrap=50, warn=False)
+    for atom, (lo, hi) in est.intervals.items():  # the percentile interval moves with the value
+        plug_lo, plug_hi = np.percentile(getattr(est.bootstrap, atom), [2.5, 97.5])
+        assert lo == pytest.approx(plug_lo - est.shuffle_baseline[atom]) and hi == pytest.approx(plug_hi - est.shuffle_baseline[atom])
 
 
 def test_jackknife_and_extrapolation_are_one_batched_solve(solve_calls, rng):

@@ -32,7 +32,8 @@ value (``benchmarks/bench_estimate.py`` measures bias, RMSE and coverage of ever
   bias). Needs ``bootstrap`` resamples.
 - ``"shuffle"``: subtracts the mean PID of ``shuffles`` histograms with Y permuted (what is
   found when there is no dependence at all). A heuristic: it measures the bias of an
-  independent population, not of the one sampled. Intervals: as for ``None``.
+  independent population, not of the one sampled. Intervals: the percentile intervals of
+  ``None``, shifted by the same baseline.
 - ``None``: the plug-in estimate; with ``bootstrap`` resamples, percentile intervals, which
   inherit the bias (they can exclude the plug-in itself; ``notes`` says so when they do).
 
@@ -372,6 +373,8 @@ def estimate(
         null = solve(batch).mean(0)
         baseline = dict(zip(ATOMS, map(float, null)))
         value = plug - null
+        if lo is not None:  # the percentile interval, shifted by the same baseline
+            lo, hi = lo - null, hi - null
     reasons = []
     if per_cell < MIN_SAMPLES_PER_CELL:
         reasons.append(f"{per_cell:.1f} samples per occupied cell, fewer than {MIN_SAMPLES_PER_CELL:g}")
