@@ -394,7 +394,11 @@ def estimate(
             FewSamplesWarning, stacklevel=2)
     if lo is not None:
         outside = [a for a, v, l, h in zip(ATOMS, value, lo, hi) if not l <= v <= h]
-        if outside:
+        if outside and bias_correction == "bootstrap":
+            notes.append(f"the corrected value of {', '.join(outside)} lies outside its basic bootstrap interval: the resamples "
+                         "are skewed about the plug-in (atoms near 0 are); the default bias_correction='extrapolation' gives "
+                         "intervals symmetric about the estimate")
+        elif outside:
             notes.append(f"the {'plug-in' if bias_correction is None else 'corrected'} value of {', '.join(outside)} lies outside its "
                          "interval: the bootstrap resamples are biased away from it (the default bias_correction='extrapolation' corrects it)")
     values = dict(zip(ATOMS, map(float, value)))
