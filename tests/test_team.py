@@ -32,13 +32,14 @@ def test_refine_on_any_team_matches_openmp(team_size, family, rng):
     # Run towards 1e-13 nats on both executors, the values agree to 1e-12 nats. 1e-13 is at
     # the rounding floor of the certificate: about 2% of dense 5x4x3 inputs end at max_iter
     # with a bound of 1e-13 to 2e-12 nats (measured over 600 runs), so the test asks for a
-    # bound under 1e-11 and agreement, not for converged=True.
+    # bound under 1e-11, not for converged=True, and for agreement to 1e-12 nats beyond the
+    # two bounds (each value is within its bound of the optimum).
     P = batch(rng, family, (5, 4, 3))
     tol = 1e-13
     omp = _C.refine_cpu(P, tol, 600, coupling=True, duals=True, threads=1)
     team = _C.team_executor("refine", P, tol, 600, team_size, int(rng.integers(2**32)), coupling=True, duals=True)
     assert (omp["bound"] <= 1e-11).all() and (team["bound"] <= 1e-11).all(), (omp["bound"], team["bound"])
-    np.testing.assert_allclose(team["value"], omp["value"], rtol=0, atol=1e-12)
+    assert (np.abs(team["value"] - omp["value"]) <= 1e-12 + omp["bound"] + team["bound"]).all()
     # Both couplings are feasible (exact marginals) whatever the order the ranks ran in.
     for out in (omp, team):
         np.testing.assert_allclose(out["coupling"].sum(2), P.sum(2), atol=1e-15)
