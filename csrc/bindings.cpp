@@ -111,17 +111,19 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "team_executor",
       [](const std::string& kernel, const Array& P, double tol, int max_iter, int team_size, uint64_t seed,
-         bool coupling, bool duals, int scaling_iters) {
+         bool coupling, bool duals, int scaling_iters, int workers) {
         if (team_size < 1 || team_size > 4096) throw std::invalid_argument("team_size must be in 1..4096");
-        auto body = [&kernel, team_size, seed](const double* p, Shape s, SolverOptions opt, SolveOutputs out) {
-          fastpid::team_executor_cpu(kernel.c_str(), p, s, opt, out, team_size, seed);
+        if (workers < 1) throw std::invalid_argument("workers must be >= 1");
+        auto body = [&kernel, team_size, seed, workers](const double* p, Shape s, SolverOptions opt, SolveOutputs out) {
+          fastpid::team_executor_cpu(kernel.c_str(), p, s, opt, out, team_size, seed, workers);
         };
         return run(body, P, options(tol, max_iter, scaling_iters), coupling, duals);
       },
       py::arg("kernel"), py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("team_size"), py::arg("seed"),
-      py::arg("coupling") = false, py::arg("duals") = false, py::arg("scaling_iters") = 200,
+      py::arg("coupling") = false, py::arg("duals") = false, py::arg("scaling_iters") = 200, py::arg("workers") = 1,
       "Runs a kernel body with the CPU test executor: a team of team_size ranks as fibers, every phase in a "
-      "shuffled rank order (tests of the code the GPU runs).");
+      "shuffled rank order, over a grid of `workers` simulated blocks walking the batch as the CUDA driver does "
+      "(tests of the code the GPU runs).");
   m.def(
       "proxy_cpu",
       [](const Array& P, double tol, bool coupling, bool duals, int threads) {

@@ -56,6 +56,23 @@ def test_refine_on_team_with_large_cell_count_uses_cg_path(team_size, rng):
     np.testing.assert_allclose(team["value"], omp["value"], rtol=0, atol=omp["bound"][0] + team["bound"][0] + 1e-12)
 
 
+@pytest.mark.parametrize("kernel", ["proxy", "refine"])
+def test_grid_walk_of_the_cuda_driver_matches_openmp(kernel, rng):
+    # The CUDA driver's persistent grid: 3 blocks walk a batch of 8 (block 0 gets 0, 3, 6, ...),
+    # each reusing its workspace from one distribution to the next without clearing it, in one
+    # shared workspace at a per-block offset. Every distribution lands in its own output slot
+    # with the OpenMP path's values; mixed families, so a stale workspace would show.
+    P = np.stack([FAMILIES[f](rng, 5, 4, 3) for f in ("dense", "sparse", "with_zeros", "histogram") * 2])
+    args = (P, 1e-11, 0 if kernel == "proxy" else 600)
+    omp = (_C.proxy_cpu(P, 1e-11, duals=True) if kernel == "proxy" else _C.refine_cpu(*args, duals=True, threads=1))
+    grid = _C.team_executor(kernel, *args, 32, int(rng.integers(2**32)), duals=True, workers=3)
+    single = _C.team_executor(kernel, *args, 32, int(rng.integers(2**32)), duals=True, workers=1)
+    for out in (grid, single):
+        assert (np.abs(out["value"] - omp["value"]) <= 1e-12 + omp["bound"] + out["bound"]).all()
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        _C.team_executor(kernel, *args, 32, 0, workers=0)
+
+
 def test_executor_exposes_a_write_race():
     # Every rank writes one location in the same phase: the result is the last writer, so it
     # changes with the shuffled order. A body with a race cannot pass the comparisons above.

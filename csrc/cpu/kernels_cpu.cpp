@@ -45,16 +45,16 @@ struct SelftestDivergentKernel {  // rank 0 takes one more sync() than the other
 }  // namespace
 
 void team_executor_cpu(const char* kernel, const double* P, Shape shape, SolverOptions options, SolveOutputs out,
-                       int team_size, uint64_t seed) {
+                       int team_size, uint64_t seed, int workers) {
   const std::string name(kernel);
   if (name == "proxy")
-    run_batch_fibers<ProxyKernel>(P, shape, options, out, team_size, seed);
+    run_batch_fibers<ProxyKernel>(P, shape, options, out, team_size, seed, workers);
   else if (name == "refine")
-    run_batch_fibers<RefineKernel>(P, shape, options, out, team_size, seed);
+    run_batch_fibers<RefineKernel>(P, shape, options, out, team_size, seed, workers);
   else if (name == "selftest_race")
-    run_batch_fibers<SelftestRaceKernel>(P, shape, options, out, team_size, seed);
+    run_batch_fibers<SelftestRaceKernel>(P, shape, options, out, team_size, seed, workers);
   else if (name == "selftest_divergent")
-    run_batch_fibers<SelftestDivergentKernel>(P, shape, options, out, team_size, seed);
+    run_batch_fibers<SelftestDivergentKernel>(P, shape, options, out, team_size, seed, workers);
   else
     throw std::invalid_argument("team executor: unknown kernel '" + name + "' (proxy, refine, selftest_race or selftest_divergent)");
 }

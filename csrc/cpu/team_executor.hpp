@@ -59,16 +59,17 @@ inline void FiberTeam::sync() { executor->yield_from(r); }
 inline double FiberTeam::sum(double v) { return scratch_sum(*this, executor->scratch_.data(), v); }
 inline double FiberTeam::max(double v) { return scratch_max(*this, executor->scratch_.data(), v); }
 
-// Runs Kernel on every distribution of a batch with the fiber executor (test use only).
+// Runs Kernel on every distribution of a batch with the fiber executor (test use only), as the
+// CUDA driver does: a grid of `workers` simulated blocks, each walking the batch with its own
+// slice of one workspace (walk_batch), the blocks one after another.
 template <class Kernel>
-void run_batch_fibers(const double* P, Shape shape, SolverOptions opt, SolveOutputs out, int team_size, uint64_t seed) {
+void run_batch_fibers(const double* P, Shape shape, SolverOptions opt, SolveOutputs out, int team_size, uint64_t seed,
+                      int workers) {
   FiberExecutor executor(team_size, seed);
-  std::vector<double> ws(size_t(Kernel::workspace_doubles(shape) + 1));
-  for (int64_t b = 0; b < shape.batch; ++b) {
-    const DistOutputs o = outputs_of(out, shape, b);
-    const double* p = P + b * shape.size();
-    executor.run([&](FiberTeam& team) { Kernel::run(team, p, shape, opt, ws.data(), o); });
-  }
+  const int64_t per_worker = Kernel::workspace_doubles(shape) + 1;
+  std::vector<double> ws(size_t(per_worker * workers));
+  for (int w = 0; w < workers; ++w)
+    executor.run([&](FiberTeam& team) { walk_batch<Kernel>(team, w, workers, P, shape, opt, out, ws.data() + w * per_worker); });
 }
 
 }  // namespace fastpid

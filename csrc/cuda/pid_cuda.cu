@@ -78,11 +78,7 @@ __global__ void batch_kernel(const double* __restrict__ P, Shape shape, SolverOp
                              double* __restrict__ workspace, int64_t workspace_per_block) {
   __shared__ double scratch[32];
   BlockTeam team{scratch};
-  double* ws = workspace + int64_t(blockIdx.x) * workspace_per_block;
-  for (int64_t b = blockIdx.x; b < shape.batch; b += gridDim.x) {
-    Kernel::run(team, P + b * shape.size(), shape, opt, ws, outputs_of(out, shape, b));
-    __syncthreads();
-  }
+  walk_batch<Kernel>(team, blockIdx.x, gridDim.x, P, shape, opt, out, workspace + int64_t(blockIdx.x) * workspace_per_block);
 }
 
 template <class Kernel>

@@ -344,18 +344,20 @@ def estimate(
     occupied = int(np.count_nonzero(counts))
     per_cell = n / occupied
 
-    def solve(batch):
-        r = decompose(batch, normalize=True, tol=tol, base=base)
+    def atoms_of(r):
         return np.stack([np.asarray(getattr(r, a), dtype=np.float64) for a in ATOMS], axis=-1)
 
+    def solve(batch):
+        return atoms_of(decompose(batch, normalize=True, tol=tol, base=base))
+
     pid = decompose(counts, normalize=True, tol=tol, base=base)
-    plug = np.array([float(getattr(pid, a)) for a in ATOMS])
+    plug = atoms_of(pid)
     rng = np.random.default_rng(seed)
     value, lo, hi, se, plug_se, boot, baseline, notes = plug, None, None, None, None, None, {}, []
     if bootstrap > 0:
         batch = rng.multinomial(n, (counts / n).ravel(), size=bootstrap).reshape((bootstrap,) + shape).astype(np.float64)
         boot = decompose(batch, normalize=True, tol=tol, base=base)
-        reps = np.stack([np.asarray(getattr(boot, a)) for a in ATOMS], axis=-1)
+        reps = atoms_of(boot)
         q_lo, q_hi = np.percentile(reps, 50 * (1 - confidence), axis=0), np.percentile(reps, 50 * (1 + confidence), axis=0)
         se = plug_se = reps.std(axis=0, ddof=1)
         if bias_correction == "bootstrap":

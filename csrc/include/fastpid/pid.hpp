@@ -62,11 +62,12 @@ void refine_cpu(const double* P, Shape shape, SolverOptions options, SolveOutput
                 int num_threads);
 
 // The kernel bodies run by the CPU test executor with a team of `team_size` fibers in
-// shuffled order, for tests of the GPU execution model. kernel: "proxy", "refine", or the
+// shuffled order, for tests of the GPU execution model, over a simulated grid of `workers`
+// blocks walking the batch as the CUDA driver does. kernel: "proxy", "refine", or the
 // executor's self-tests "selftest_race" and "selftest_divergent" (bodies that break the team
 // contract on purpose).
 void team_executor_cpu(const char* kernel, const double* P, Shape shape, SolverOptions options,
-                       SolveOutputs out, int team_size, uint64_t seed);
+                       SolveOutputs out, int team_size, uint64_t seed, int workers = 1);
 
 // Exact solver: primal-dual interior point method on the dual problem (see DESIGN.md),
 // each distribution stopping once its certified gap is <= options.tol.

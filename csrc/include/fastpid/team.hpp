@@ -78,4 +78,18 @@ FASTPID_HD inline DistOutputs outputs_of(const SolveOutputs& out, const Shape& s
           out.dual2 ? out.dual2 + b * int64_t(s.n2) * s.ny : nullptr};
 }
 
+// One worker of `workers` walking the batch the way a block of the CUDA persistent grid does:
+// distributions worker, worker + workers, ..., each solved by the whole team in the worker's
+// own workspace, which is reused (not cleared) from one distribution to the next. The CUDA
+// driver runs this with worker = blockIdx.x; the CPU test executor runs it for every worker
+// of a simulated grid, so the grid walk is tested on the CPU too.
+template <class Kernel, class Team>
+FASTPID_HD void walk_batch(Team& team, int64_t worker, int64_t workers, const double* P, Shape shape, SolverOptions opt,
+                           const SolveOutputs& out, double* workspace) {
+  for (int64_t b = worker; b < shape.batch; b += workers) {
+    Kernel::run(team, P + b * shape.size(), shape, opt, workspace, outputs_of(out, shape, b));
+    team.sync();  // the next distribution's first phase must not overwrite what this one still reads
+  }
+}
+
 }  // namespace fastpid
