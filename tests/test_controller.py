@@ -20,6 +20,7 @@ def test_joint_training_starts_after_the_synergy_peak():
     d = feed(c, [(0.1, 0.1, 0.2), (0.1, 0.1, 0.5), (0.1, 0.1, 0.45), (0.1, 0.1, 0.39)])
     assert [x.stage for x in d] == ["unimodal", "unimodal", "unimodal", "joint"]
     assert c.peak_epoch == 1 and "fell below 0.8 x its peak" in d[-1].reason
+    assert c.joint_trigger == "synergy" and c.joint_start_epoch == 1  # restart from the peak's checkpoint
     # once joint, it stays joint
     assert c.update(4, {"unique1": 0, "unique2": 5, "synergy": 9}).stage == "joint"
     assert not c.should_probe(5)
@@ -29,9 +30,11 @@ def test_limits_on_switches_and_epochs():
     c = TwoStageController(max_switches=2)
     d = feed(c, [(1.0, 0.1, 0.3), (0.1, 1.0, 0.3)])
     assert d[-1].stage == "joint" and "max_switches=2" in d[-1].reason
+    assert c.joint_trigger == "max_switches" and c.joint_start_epoch == 1
     c = TwoStageController(max_epoch=2)
     d = feed(c, [(0.1, 0.1, 0.3)] * 3)
     assert d[1].stage == "unimodal" and d[2].stage == "joint" and "max_epoch" in d[2].reason
+    assert c.joint_trigger == "max_epoch" and c.joint_start_epoch == 2
 
 
 def test_resume_from_checkpoint_continues_identically():

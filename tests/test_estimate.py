@@ -210,8 +210,8 @@ def test_large_correction_warns_even_with_enough_samples_per_cell(rng):
 
 def test_t_quantile_matches_scipy():
     stats = pytest.importorskip("scipy.stats")
-    for df in (5, 9, 19, 50):
-        for p in (0.9, 0.95, 0.975) + ((0.995,) if df >= 9 else ()):
+    for df in (1, 2, 4, 5, 9, 19, 50):
+        for p in (0.9, 0.95, 0.975) + ((0.995,) if df >= 9 or df in (1, 2, 4) else ()):
             assert estimate_module.t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), abs=3e-4), (p, df)
 
 

@@ -11,7 +11,9 @@ information exceeds the other's by ``ratio``; then only the weaker one trains un
 imbalance is gone (each change of the trained set counts as a switch). Joint training starts
 when synergy falls below ``synergy_fraction`` of its peak (``reason`` says so, and
 ``peak_epoch`` names the epoch whose checkpoint holds the peak), after ``max_switches``
-switches, or at ``max_epoch``.
+switches, or at ``max_epoch``; ``joint_trigger`` records which ("synergy", "max_switches" or
+"max_epoch"), and ``joint_start_epoch`` the checkpoint to start joint training from (the
+synergy peak when synergy triggered it, else the epoch of the decision).
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ class TwoStageController:
     switches: int = 0
     peak_synergy: float = float("-inf")
     peak_epoch: Optional[int] = None
+    joint_trigger: Optional[str] = None
+    joint_start_epoch: Optional[int] = None
     history: List[Dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self):
@@ -81,10 +85,10 @@ class TwoStageController:
         if atoms["synergy"] > self.peak_synergy:
             self.peak_synergy, self.peak_epoch = atoms["synergy"], epoch
         if self.max_epoch is not None and epoch >= self.max_epoch:
-            return self._start_joint(epoch, atoms, f"reached max_epoch={self.max_epoch}")
+            return self._start_joint(epoch, atoms, "max_epoch", f"reached max_epoch={self.max_epoch}")
         if self.peak_synergy > 0 and atoms["synergy"] < self.synergy_fraction * self.peak_synergy:
             return self._start_joint(
-                epoch, atoms,
+                epoch, atoms, "synergy",
                 f"synergy {atoms['synergy']:.4g} fell below {self.synergy_fraction:g} x its peak "
                 f"{self.peak_synergy:.4g} (epoch {self.peak_epoch})",
             )
@@ -102,11 +106,12 @@ class TwoStageController:
             self.training = wanted
             why += f" (switch {self.switches})"
             if self.switches >= self.max_switches:
-                return self._start_joint(epoch, atoms, f"{why}; reached max_switches={self.max_switches}")
+                return self._start_joint(epoch, atoms, "max_switches", f"{why}; reached max_switches={self.max_switches}")
         return self._decide(epoch, atoms, why)
 
-    def _start_joint(self, epoch, atoms, reason) -> Decision:
-        self.stage, self.training = "joint", ("joint",)
+    def _start_joint(self, epoch, atoms, trigger, reason) -> Decision:
+        self.stage, self.training, self.joint_trigger = "joint", ("joint",), trigger
+        self.joint_start_epoch = self.peak_epoch if trigger == "synergy" else epoch
         return self._decide(epoch, atoms, reason)
 
     def _decide(self, epoch, atoms, reason) -> Decision:
