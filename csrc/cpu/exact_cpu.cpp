@@ -36,6 +36,10 @@ namespace {
 
 constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule for m and s
 constexpr double kMaxDualMove = 2.0;  // nats per iteration, for any dual variable (see below)
+constexpr double kCellsWorkFactor = 3.0;  // see solve_one
+constexpr int kRefinementSteps = 8;     // iterative refinement of the cells' Woodbury solves:
+constexpr int kMinRefinementSteps = 3;  // at most, and at least (the max norm of the residual
+                                        // stalls while the entries of small variables improve)
 
 // S[j][jj] -= sum_i X[i][j] X[i][jj] for jj <= j (lower triangle); X is k x n with row stride
 // ldx >= padded(n) (the padding columns are read, never used); S has row stride ld.
@@ -291,6 +295,64 @@ AlphaBlock alpha_block(const Structure& st, int x1) {
   return {a0, st.a_start[x1 + 1] - a0, t_first, st.cell_start[c1] - t_first};
 }
 
+// ---------------------------------------------------------------------------------------
+// The same Newton system eliminated on the cells (for large label alphabets). The matrix is
+//     H = D + V diag(d) V^T,   D = sum_t Q_t (e_a(t) + e_b(t)) (e_a(t) + e_b(t))^T,
+// with column c of V the cell's softmax scattered to its alpha and beta variables, p_c, and
+// d_c = m_c / s_c - m_c. D is block diagonal over the labels (one block of at most n1 + n2
+// variables per label, positive definite once the label's pinned beta is removed: its
+// bipartite graph is complete), so by Woodbury
+//     H^-1 = D^-1 - D^-1 V K^-1 V^T D^-1,   K = diag(1 / d) + V^T D^-1 V   (cells x cells).
+// The dense factor is K, of the number of cells, instead of the sources' (n2 ny)^2: far
+// smaller when ny is large. d_c < 0 where s_c > 1 (cells the optimum leaves empty), so K is
+// indefinite; with the cells of positive d first, K_pp is positive definite and the Schur
+// complement of the negative block is negative definite (H is positive definite), so both
+// are factorised by Cholesky. Cells with d_c = 0 have no rank-one term.
+
+// Per-label structure of the variables and triples, built when this path is chosen.
+struct LabelStructure {
+  std::vector<int> var_start;     // (ny + 1): variables of label y (alpha, then unpinned beta)
+  std::vector<int> vars;          // global index (alpha a, or nA + b)
+  std::vector<int> var_local;     // (nA + nB): index within its label, -1 for pinned betas
+  std::vector<int> triple_start;  // (ny + 1): triples of label y, increasing (so cells too)
+  std::vector<int> triples;
+  std::vector<int> t_cell;        // (T): triple -> cell
+  std::vector<int64_t> inv_off;   // (ny + 1): offsets of the per-label inverses of D
+};
+
+void build_label_structure(const Structure& st, LabelStructure& ls) {
+  const int ny = st.ny, nA = st.nA, N = st.nA + st.nB, T = st.triples();
+  ls.var_local.assign(N, -1);
+  ls.var_start.assign(ny + 1, 0);
+  ls.vars.clear();
+  for (int y = 0; y < ny; ++y) {
+    ls.var_start[y] = int(ls.vars.size());
+    for (int x1 = 0; x1 < st.n1; ++x1) {
+      const int a = st.a_index[int64_t(x1) * ny + y];
+      if (a >= 0) ls.var_local[a] = int(ls.vars.size()) - ls.var_start[y], ls.vars.push_back(a);
+    }
+    for (int x2 = 0; x2 < st.n2; ++x2) {
+      const int b = st.b_index[int64_t(x2) * ny + y];
+      if (b >= 0 && !st.pinned[b]) ls.var_local[nA + b] = int(ls.vars.size()) - ls.var_start[y], ls.vars.push_back(nA + b);
+    }
+  }
+  ls.var_start[ny] = int(ls.vars.size());
+  ls.t_cell.resize(T);
+  for (int c = 0; c < st.cells(); ++c)
+    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) ls.t_cell[t] = c;
+  ls.triple_start.assign(ny + 2, 0);
+  for (int t = 0; t < T; ++t) ++ls.triple_start[st.t_y[t] + 2];
+  for (int y = 0; y < ny; ++y) ls.triple_start[y + 2] += ls.triple_start[y + 1];
+  ls.triples.resize(T);
+  for (int t = 0; t < T; ++t) ls.triples[ls.triple_start[st.t_y[t] + 1]++] = t;
+  ls.triple_start.resize(ny + 1);
+  ls.inv_off.assign(ny + 1, 0);
+  for (int y = 0; y < ny; ++y) {
+    const int64_t k = ls.var_start[y + 1] - ls.var_start[y];
+    ls.inv_off[y + 1] = ls.inv_off[y] + k * k;
+  }
+}
+
 // Per-thread storage of one solve; reused across the distributions a thread handles.
 struct Workspace {
   Structure st;
@@ -300,6 +362,12 @@ struct Workspace {
   std::vector<int64_t> l_off, x_off;
   std::vector<double> q_round, row_sum, col_sum, y_norm;
   std::vector<double> best_q, best_lam;
+  // The elimination on the cells (LabelStructure above), when chosen for this distribution.
+  bool on_cells = false;
+  LabelStructure ls;
+  std::vector<double> dfactor, dinv, G, wrow, t_p, cell_d, Kpp, Knp, Knn, cell_u, refine_r, refine_dx, cell_z, cell_r2, cell_dz;
+  std::vector<int> t_la, t_lb, t_c, cell_order;
+  int n_pos = 0, n_neg = 0;
 };
 
 // s_c = -logsumexp over the cell's triples of lam_a + lam_b, and the softmax p.
@@ -494,6 +562,289 @@ void solve_newton(const Structure& st, Workspace& w) {
   }
 }
 
+// Work of one Newton factorisation on each side (multiply-adds), for the choice between them.
+double cost_on_sources(const Structure& st) {
+  double cost = double(st.nB) * st.nB * st.nB / 3;
+  for (int x1 = 0; x1 < st.n1; ++x1) {
+    const AlphaBlock blk = alpha_block(st, x1);
+    cost += double(blk.k) * blk.nJ * blk.nJ / 2 + double(blk.k) * blk.k * blk.nJ;
+  }
+  return cost;
+}
+
+double cost_on_cells(const Structure& st) {
+  std::vector<double> vars(st.ny, 0.0), triples(st.ny, 0.0);
+  for (int a = 0; a < st.n1 * st.ny; ++a)
+    if (st.a_index[a] >= 0) vars[a % st.ny] += 1;
+  for (int b = 0; b < st.n2 * st.ny; ++b)
+    if (st.b_index[b] >= 0) vars[b % st.ny] += 1;
+  for (int t = 0; t < st.triples(); ++t) triples[st.t_y[t]] += 1;
+  double cost = double(st.cells()) * st.cells() * st.cells() / 3;
+  for (int y = 0; y < st.ny; ++y) cost += 1.4 * vars[y] * vars[y] * vars[y] + triples[y] * triples[y];
+  return cost;
+}
+
+// Solves L L^T x = b in place for a Cholesky factor with row stride ld.
+void cholesky_solve_ld(const double* L, int n, int64_t ld, double* b) {
+  for (int i = 0; i < n; ++i) {
+    const double* ri = L + int64_t(i) * ld;
+    double v = b[i];
+    for (int k = 0; k < i; ++k) v -= ri[k] * b[k];
+    b[i] = v / ri[i];
+  }
+  for (int i = n - 1; i >= 0; --i) {
+    const double* ri = L + int64_t(i) * ld;
+    const double v = b[i] / ri[i];
+    b[i] = v;
+    for (int k = 0; k < i; ++k) b[k] -= ri[k] * v;
+  }
+}
+
+void factorize_cells(const Structure& st, Workspace& w) {
+  const LabelStructure& ls = w.ls;
+  const int C = st.cells(), nA = st.nA;
+  // Per label: D_y, factorised, then inverted (explicitly: the cell system needs its entries).
+  for (int y = 0; y < st.ny; ++y) {
+    const int v0 = ls.var_start[y], k = ls.var_start[y + 1] - v0;
+    if (k == 0) continue;
+    double* L = w.dfactor.data();
+    std::fill(L, L + int64_t(k) * k, 0.0);
+    for (int i = ls.triple_start[y]; i < ls.triple_start[y + 1]; ++i) {
+      const int t = ls.triples[i];
+      const double q = w.m[ls.t_cell[t]] * w.p[t];
+      const int la = ls.var_local[st.t_a[t]], lb = ls.var_local[nA + st.t_b[t]];
+      L[int64_t(la) * k + la] += q;
+      if (lb >= 0) {
+        L[int64_t(lb) * k + lb] += q;
+        L[int64_t(lb) * k + la] += q;  // lb > la: betas follow the alphas
+      }
+    }
+    cholesky_unblocked(L, k, k);
+    double* inv = w.dinv.data() + ls.inv_off[y];
+    for (int j = 0; j < k; ++j) {
+      double* col = inv + int64_t(j) * k;  // symmetric: column j stored as row j
+      std::fill(col, col + k, 0.0);
+      col[j] = 1.0;
+      cholesky_solve_ld(L, k, k, col);
+    }
+  }
+  // G = V^T D^-1 V (lower triangle, cells x cells), label by label:
+  // G(c, c') += p_t p_t' (Dinv(a, a') + Dinv(a, b') + Dinv(b, a') + Dinv(b, b')).
+  double* G = w.G.data();
+  std::fill(G, G + int64_t(C) * C, 0.0);
+  for (int y = 0; y < st.ny; ++y) {
+    const int v0 = ls.var_start[y], k = ls.var_start[y + 1] - v0;
+    const int i0 = ls.triple_start[y], n = ls.triple_start[y + 1] - i0;
+    if (k == 0 || n == 0) continue;
+    const double* inv = w.dinv.data() + ls.inv_off[y];
+    int* la = w.t_la.data();
+    int* lb = w.t_lb.data();
+    int* cell = w.t_c.data();
+    double* pt = w.t_p.data();
+    for (int i = 0; i < n; ++i) {
+      const int t = ls.triples[i0 + i];
+      la[i] = ls.var_local[st.t_a[t]];
+      const int b = ls.var_local[nA + st.t_b[t]];
+      lb[i] = b >= 0 ? b : k;  // slot k of every row of W is zero
+      cell[i] = ls.t_cell[t];
+      pt[i] = w.p[t];
+    }
+    // Row i of W = Dinv e_a(i) + Dinv e_b(i), then G(c_i, c_j) += p_i p_j (W_i(a_j) + W_i(b_j)).
+    double* W = w.wrow.data();
+    for (int i = 0; i < n; ++i) {
+      const double* ra = inv + int64_t(la[i]) * k;
+      if (lb[i] < k) {
+        const double* rb = inv + int64_t(lb[i]) * k;
+        for (int j = 0; j < k; ++j) W[j] = ra[j] + rb[j];
+      } else {
+        for (int j = 0; j < k; ++j) W[j] = ra[j];
+      }
+      W[k] = 0.0;
+      double* grow = G + int64_t(cell[i]) * C;
+      const double pi = pt[i];
+#pragma omp simd
+      for (int j = 0; j <= i; ++j) grow[cell[j]] += pi * pt[j] * (W[la[j]] + W[lb[j]]);
+    }
+  }
+  // K = diag(1/d) + G with the cells of positive d first ("pos"), then negative ("neg").
+  int np = 0, nn = 0;
+  for (int c = 0; c < C; ++c) {
+    const double d = w.m[c] / w.s[c] - w.m[c];
+    w.cell_d[c] = d;
+    if (d > 0) w.cell_order[np++] = c;
+  }
+  for (int c = 0; c < C; ++c)
+    if (w.cell_d[c] < 0) w.cell_order[np + nn++] = c;
+  w.n_pos = np;
+  w.n_neg = nn;
+  auto g = [&](int c, int c2) { return c >= c2 ? G[int64_t(c) * C + c2] : G[int64_t(c2) * C + c]; };
+  double* Kpp = w.Kpp.data();
+  for (int i = 0; i < np; ++i) {
+    const int ci = w.cell_order[i];
+    for (int j = 0; j <= i; ++j) Kpp[int64_t(i) * np + j] = g(ci, w.cell_order[j]);
+    Kpp[int64_t(i) * np + i] += 1.0 / w.cell_d[ci];
+  }
+  if (np > 0) cholesky(Kpp, np, w.panel.data());
+  if (nn == 0) return;
+  // X = K_np L_pp^-T (rows: negative cells), then M = X X^T - K_nn, positive definite.
+  if (w.Knp.size() < size_t(nn) * np) w.Knp.resize(size_t(nn) * np);
+  if (w.Knn.size() < size_t(nn) * nn) w.Knn.resize(size_t(nn) * nn);
+  double* X = w.Knp.data();
+  double* M = w.Knn.data();
+  for (int i = 0; i < nn; ++i) {
+    const int ci = w.cell_order[np + i];
+    double* xi = X + int64_t(i) * np;
+    for (int j = 0; j < np; ++j) {
+      const double* lj = Kpp + int64_t(j) * np;
+      double v = g(ci, w.cell_order[j]);
+      for (int r = 0; r < j; ++r) v -= lj[r] * xi[r];
+      xi[j] = v / lj[j];
+    }
+    for (int j = 0; j <= i; ++j) {
+      const double* xj = X + int64_t(j) * np;
+      double v = -g(ci, w.cell_order[np + j]);
+      for (int r = 0; r < np; ++r) v += xi[r] * xj[r];
+      M[int64_t(i) * nn + j] = v;
+    }
+    M[int64_t(i) * nn + i] -= 1.0 / w.cell_d[ci];
+  }
+  cholesky(M, nn, w.panel.data());
+}
+
+// x = D^-1 v on the unpinned variables (pinned entries of x are 0); v and x may alias.
+void apply_dinv(const Structure& st, Workspace& w, const double* v, double* x) {
+  const LabelStructure& ls = w.ls;
+  double* local = w.wrow.data();
+  for (int y = 0; y < st.ny; ++y) {
+    const int v0 = ls.var_start[y], k = ls.var_start[y + 1] - v0;
+    const double* inv = w.dinv.data() + ls.inv_off[y];
+    for (int j = 0; j < k; ++j) local[j] = v[ls.vars[v0 + j]];
+    for (int i = 0; i < k; ++i) {
+      const double* row = inv + int64_t(i) * k;
+      double acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int j = 0; j < k; ++j) acc += row[j] * local[j];
+      local[k + i] = acc;
+    }
+    for (int i = 0; i < k; ++i) x[ls.vars[v0 + i]] = local[k + i];
+  }
+  for (int b = 0; b < st.nB; ++b)
+    if (st.pinned[b]) x[st.nA + b] = 0.0;
+}
+
+// One solve of the augmented system  [D V; V^T -diag(1/d)] [x; z] = [r1; r2]  (z on the
+// cells in w.cell_order) with the factors of factorize_cells:
+//     K z = V^T D^-1 r1 - r2,   x = D^-1 (r1 - V z).
+// With r2 = 0, x = H^-1 r1 (Woodbury). r1 and x must not alias.
+void augmented_solve(const Structure& st, Workspace& w, const double* r1, const double* r2, double* x, double* z) {
+  const int nA = st.nA, np = w.n_pos, nn = w.n_neg;
+  apply_dinv(st, w, r1, x);
+  for (int i = 0; i < np + nn; ++i) {
+    const int c = w.cell_order[i];
+    double v = 0;
+    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) v += w.p[t] * (x[st.t_a[t]] + x[nA + st.t_b[t]]);
+    z[i] = v - r2[i];
+  }
+  // K = [Lpp 0; X I] diag(I, -M) [Lpp^T X^T; 0 I] with M = Lm Lm^T.
+  const double* Lpp = w.Kpp.data();
+  const double* X = w.Knp.data();
+  for (int i = 0; i < np; ++i) {
+    const double* ri = Lpp + int64_t(i) * np;
+    double v = z[i];
+    for (int k = 0; k < i; ++k) v -= ri[k] * z[k];
+    z[i] = v / ri[i];
+  }
+  if (nn > 0) {
+    double* zn = z + np;
+    for (int i = 0; i < nn; ++i) {
+      const double* xi = X + int64_t(i) * np;
+      double v = zn[i];
+      for (int k = 0; k < np; ++k) v -= xi[k] * z[k];
+      zn[i] = -v;  // the middle factor is -M
+    }
+    cholesky_solve_ld(w.Knn.data(), nn, nn, zn);
+    for (int i = 0; i < nn; ++i) {
+      const double* xi = X + int64_t(i) * np;
+      for (int k = 0; k < np; ++k) z[k] -= xi[k] * zn[i];
+    }
+  }
+  for (int i = np - 1; i >= 0; --i) {
+    const double* ri = Lpp + int64_t(i) * np;
+    const double v = z[i] / ri[i];
+    z[i] = v;
+    for (int k = 0; k < i; ++k) z[k] -= ri[k] * v;
+  }
+  // x -= D^-1 V z.
+  double* u = w.cell_u.data();
+  std::fill(u, u + nA + st.nB, 0.0);
+  for (int i = 0; i < np + nn; ++i) {
+    const int c = w.cell_order[i];
+    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
+      u[st.t_a[t]] += w.p[t] * z[i];
+      u[nA + st.t_b[t]] += w.p[t] * z[i];
+    }
+  }
+  apply_dinv(st, w, u, u);
+  for (int v = 0; v < nA + st.nB; ++v) x[v] -= u[v];
+}
+
+// Residuals of the augmented system at (x, z): r1 -= D x + V z, r2 = -(V^T x - z / d).
+// Returns the largest |entry| of either. Pinned entries of r1 are 0.
+double augmented_residual(const Structure& st, Workspace& w, const double* x, const double* z, double* r1, double* r2) {
+  const int nA = st.nA;
+  for (int t = 0; t < st.triples(); ++t) {
+    const double v = w.m[w.ls.t_cell[t]] * w.p[t] * (x[st.t_a[t]] + x[nA + st.t_b[t]]);
+    r1[st.t_a[t]] -= v;
+    r1[nA + st.t_b[t]] -= v;
+  }
+  double norm = 0;
+  for (int i = 0; i < w.n_pos + w.n_neg; ++i) {
+    const int c = w.cell_order[i];
+    double g = 0;
+    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
+      r1[st.t_a[t]] -= w.p[t] * z[i];
+      r1[nA + st.t_b[t]] -= w.p[t] * z[i];
+      g += w.p[t] * (x[st.t_a[t]] + x[nA + st.t_b[t]]);
+    }
+    r2[i] = z[i] / w.cell_d[c] - g;
+    norm = std::max(norm, std::abs(r2[i]));
+  }
+  for (int v = 0; v < nA + st.nB; ++v) {
+    if (v >= nA && st.pinned[v - nA]) r1[v] = 0.0;
+    norm = std::max(norm, std::abs(r1[v]));
+  }
+  return norm;
+}
+
+// Solves the factorised system for w.rhs into w.dlam. Woodbury alone loses digits where the
+// cells' rank-one terms dominate D (late iterations: d_c = m_c / s_c grows without bound);
+// iterative refinement on the augmented system recovers them, because its residuals never
+// multiply by d (Bjorck's refinement for least squares).
+void solve_newton_cells(const Structure& st, Workspace& w) {
+  const int N = st.nA + st.nB, nc = w.n_pos + w.n_neg;
+  double* x = w.dlam.data();
+  double* z = w.cell_z.data();
+  double* r1 = w.refine_r.data();
+  double* r2 = w.cell_r2.data();
+  double* dx = w.refine_dx.data();
+  double* dz = w.cell_dz.data();
+  std::copy(w.rhs.begin(), w.rhs.begin() + N, r1);
+  for (int b = 0; b < st.nB; ++b)
+    if (st.pinned[b]) r1[st.nA + b] = 0.0;
+  std::fill(r2, r2 + nc, 0.0);
+  augmented_solve(st, w, r1, r2, x, z);
+  double previous = std::numeric_limits<double>::infinity();
+  for (int step = 0; step < kRefinementSteps; ++step) {
+    std::copy(w.rhs.begin(), w.rhs.begin() + N, r1);
+    const double norm = augmented_residual(st, w, x, z, r1, r2);
+    if (norm == 0 || (!(norm < 0.5 * previous) && step >= kMinRefinementSteps)) break;  // no longer improving
+    previous = norm;
+    augmented_solve(st, w, r1, r2, dx, dz);
+    for (int v = 0; v < N; ++v) x[v] += dx[v];
+    for (int i = 0; i < nc; ++i) z[i] += dz[i];
+  }
+}
+
 // Newton direction of the system
 //     sum_c m_c grad LSE_c = P,   s_c + LSE_c(lambda) = 0,   m_c s_c = target_c
 // for the targets in w.target: fills w.dlam, w.dm and w.ds.
@@ -509,7 +860,10 @@ void direction(const Structure& st, Workspace& w) {
       w.rhs[st.nA + st.t_b[t]] -= v;
     }
   std::fill(w.dlam.begin(), w.dlam.begin() + N, 0.0);
-  solve_newton(st, w);
+  if (w.on_cells)
+    solve_newton_cells(st, w);
+  else
+    solve_newton(st, w);
   for (int c = 0; c < C; ++c) {
     double g = 0;
     for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t)
@@ -563,20 +917,48 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
   w.col_sum.assign(nB, 0.0);
   w.y_norm.assign(st.ny, 0.0);
   w.x1_violation.assign(st.n1, 0.0);
-  w.l_off.assign(st.n1 + 1, 0);
-  w.x_off.assign(st.n1 + 1, 0);
-  int64_t max_nJ = 0;
-  for (int x1 = 0; x1 < st.n1; ++x1) {
-    const AlphaBlock blk = alpha_block(st, x1);
-    w.l_off[x1 + 1] = w.l_off[x1] + int64_t(blk.k) * blk.k;
-    w.x_off[x1 + 1] = w.x_off[x1] + int64_t(blk.k) * padded(blk.nJ);
-    max_nJ = std::max<int64_t>(max_nJ, blk.nJ);
+  // The cells' path does more per multiply-add (gathers, explicit inverses, refinement
+  // solves): measured, it breaks even at about a third of the sources' count (10x10x10 dense:
+  // cells 4.0 ms, sources 1.7 ms; 32^3 even; 2x2x500: 2.7 ms against 0.52 s).
+  w.on_cells = opt.elimination == 2 || (opt.elimination == 0 && kCellsWorkFactor * cost_on_cells(st) < cost_on_sources(st));
+  if (w.on_cells) {
+    LabelStructure& ls = w.ls;
+    build_label_structure(st, ls);
+    int max_k = 0, max_t = 0;
+    for (int y = 0; y < st.ny; ++y) {
+      max_k = std::max(max_k, ls.var_start[y + 1] - ls.var_start[y]);
+      max_t = std::max(max_t, ls.triple_start[y + 1] - ls.triple_start[y]);
+    }
+    w.dfactor.assign(int64_t(max_k) * max_k, 0.0);
+    w.dinv.assign(ls.inv_off[st.ny], 0.0);
+    w.wrow.assign(2 * int64_t(max_k) + 1, 0.0);
+    for (auto* v : {&w.t_la, &w.t_lb, &w.t_c}) v->assign(max_t, 0);
+    w.t_p.assign(max_t, 0.0);
+    w.G.assign(int64_t(C) * C, 0.0);
+    w.Kpp.assign(int64_t(C) * C, 0.0);
+    w.Knp.clear();  // sized in factorize_cells by the number of cells with d < 0
+    w.Knn.clear();
+    w.cell_d.assign(C, 0.0);
+    w.cell_order.assign(C, 0);
+    for (auto* v : {&w.cell_z, &w.cell_r2, &w.cell_dz}) v->assign(C, 0.0);
+    for (auto* v : {&w.cell_u, &w.refine_r, &w.refine_dx}) v->assign(N, 0.0);
+    w.panel.assign(int64_t(kBlock) * padded(C), 0.0);
+  } else {
+    w.l_off.assign(st.n1 + 1, 0);
+    w.x_off.assign(st.n1 + 1, 0);
+    int64_t max_nJ = 0;
+    for (int x1 = 0; x1 < st.n1; ++x1) {
+      const AlphaBlock blk = alpha_block(st, x1);
+      w.l_off[x1 + 1] = w.l_off[x1] + int64_t(blk.k) * blk.k;
+      w.x_off[x1 + 1] = w.x_off[x1] + int64_t(blk.k) * padded(blk.nJ);
+      max_nJ = std::max<int64_t>(max_nJ, blk.nJ);
+    }
+    w.Lblocks.assign(w.l_off[st.n1], 0.0);
+    w.Xblocks.assign(w.x_off[st.n1], 0.0);
+    w.U.assign(max_nJ, 0.0);
+    w.S.assign(int64_t(nB) * nB, 0.0);
+    w.panel.assign(int64_t(kBlock) * padded(nB), 0.0);
   }
-  w.Lblocks.assign(w.l_off[st.n1], 0.0);
-  w.Xblocks.assign(w.x_off[st.n1], 0.0);
-  w.U.assign(max_nJ, 0.0);
-  w.S.assign(int64_t(nB) * nB, 0.0);
-  w.panel.assign(int64_t(kBlock) * padded(nB), 0.0);
 
   // Start: the dual point of the closed-form proxy, alpha = log P(y|x1) - log 2 (strictly
   // feasible), beta = log P(x2|y), and cell masses of the proxy coupling.
@@ -635,7 +1017,10 @@ SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& 
     double mu = 0;
     for (int c = 0; c < C; ++c) mu += w.m[c] * w.s[c];
     mu /= C;
-    factorize(st, w);
+    if (w.on_cells)
+      factorize_cells(st, w);
+    else
+      factorize(st, w);
 
     // Mehrotra predictor-corrector: the affine direction chooses the centring parameter and
     // supplies the second-order term of the complementarity products.

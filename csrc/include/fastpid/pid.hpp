@@ -26,6 +26,9 @@ struct Shape {
 struct SolverOptions {
   double tol = 1e-7 * 0.6931471805599453;  // certified gap to reach, in nats
   int max_iter = 100;                        // iterations per distribution
+  int elimination = 0;                       // exact: Newton systems eliminated on 0 the side
+                                             // with the smaller dense factor (automatic),
+                                             // 1 the sources, 2 the cells (tests)
   int scaling_iters = 200;                   // refine: iterative-scaling steps before Newton
   double penalty = 100.0;                    // refine: first penalty of the augmented Lagrangian
   double penalty_growth = 3.0;               // refine: penalty growth per outer step
