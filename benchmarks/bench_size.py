@@ -1,8 +1,14 @@
 """Speed vs size: time per distribution of every method, dense n x n x n (n = 2 .. 64),
-20 x 20 x |Y| histograms of 1,000 samples (|Y| in 2, 6, 10, 28, 101), and large alphabets
-(dense 128 x 128 x 16 and 256 x 256 x 8, fastpid's solvers only, at tol 1e-6 bits).
+20 x 20 x |Y| histograms of 1,000 samples (|Y| in 2, 6, 10, 28, 101), large alphabets
+(dense 128 x 128 x 16 and 256 x 256 x 8, fastpid's solvers only, at tol 1e-6 bits), and a
+sweep of the label alphabet ("labels": dense 4 x 4 x |Y| and 20 x 20 x |Y| histograms of
+50,000 samples, |Y| from 2 to 1,000; peers there: the strongest CVXPY formulation and its
+DPP-compiled form, the others being slower on every smaller case).
 
-    python -m benchmarks.bench_size [--quick]
+    python -m benchmarks.bench_size [--quick] [--families labels,...]
+
+With --families, only those families run and their records replace the same families' in
+the existing results file (the others are kept).
 
 Peers run in a child process with a per-distribution time limit (reported as "> limit", not
 waited on); answers are checked against fastpid's certified exact result at tol 1e-10 before
@@ -21,10 +27,14 @@ import numpy as np
 import fastpid
 from fastpid.families import dense, histogram
 
-from .harness import machine, progress, table, time_call, write_json
+from .harness import load_json, machine, progress, table, time_call, write_json
 from .peers import ATOMS, METHODS, available, solve_with_limit
 
 LARGE_TOL = 1e-6  # bits, fastpid's solvers on the large alphabets
+
+
+FAMILIES = ("dense", "hist", "large", "labels")
+LABEL_PEERS = ("cvxpy clarabel strong", "cvxpy clarabel dpp")  # the peers of the labels sweep
 
 
 def inputs(quick, rng):
@@ -34,6 +44,9 @@ def inputs(quick, rng):
     cases += [(f"hist 20x20x{k}", "hist", k, histogram(rng, 20, 20, k, samples=1000)) for k in labels]
     if not quick:
         cases += [(f"dense {a}x{b}x{c}", "large", a * b * c, dense(rng, a, b, c)) for a, b, c in ((128, 128, 16), (256, 256, 8))]
+    sweep = [2, 100] if quick else [2, 10, 30, 100, 300, 1000]
+    cases += [(f"dense 4x4x{k}", "labels", k, dense(rng, 4, 4, k)) for k in sweep]
+    cases += [(f"hist 20x20x{k} (50k samples)", "labels", k, histogram(rng, 20, 20, k, samples=50000)) for k in sweep]
     return cases
 
 
@@ -41,7 +54,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--limit", type=float, default=None, help="seconds per distribution and method")
+    parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated subset of {FAMILIES}")
     args = parser.parse_args(argv)
+    families = args.families.split(",")
+    if not set(families) <= set(FAMILIES):
+        parser.error(f"--families: choose from {FAMILIES}")
     limit = args.limit or (3.0 if args.quick else 30.0)
     rng = np.random.default_rng(7)
     skipped = {m: why for m in METHODS if (why := available(m))}
@@ -49,6 +66,8 @@ def main(argv=None):
         print(f"skipping {m}: {why}")
     rows, records = [], []
     for label, family, size, P in inputs(args.quick, rng):
+        if family not in families:
+            continue
         large = family == "large"
         if not large:
             ref = fastpid.decompose(P, method="exact", tol=1e-10)
@@ -57,6 +76,8 @@ def main(argv=None):
         for method in METHODS:
             ours = method in ("fastpid exact", "fastpid refine", "fastpid proxy")
             if method in skipped or (large and not ours):  # peers: too slow for the large alphabets
+                continue
+            if family == "labels" and not ours and method not in LABEL_PEERS:
                 continue
             progress(f"{label}: {method}")
             if large:
@@ -78,9 +99,13 @@ def main(argv=None):
             rows.append({"case": label, "method": method,
                          "time": f"{seconds * 1e3:.3g} ms" if status == "ok" else (f"> {rec['limit_s']:g} s" if status == "timeout" else "error"),
                          "max err (bits)": err, "bound (bits)": bound})
+    name = "size-quick.json" if args.quick else "size.json"
+    if set(families) != set(FAMILIES):  # keep the other families' records of the last full run
+        kept = [r for r in load_json(name).get("records", []) if r["family"] not in families]
+        records = kept + records
     payload = {"machine": machine(), "limit_s": limit, "reference": "fastpid exact at tol 1e-10 (certified); none on the large alphabets",
                "records": records, "skipped": skipped}
-    path = write_json("size-quick.json" if args.quick else "size.json", payload)
+    path = write_json(name, payload)
     print(table(rows, ["case", "method", "time", "max err (bits)", "bound (bits)"], {"max err (bits)": ".1e", "bound (bits)": ".1e"}))
     print(f"wrote {path}")
     return payload

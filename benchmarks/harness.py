@@ -67,6 +67,12 @@ def write_json(name: str, payload: Dict) -> Path:
     return path
 
 
+def load_json(name: str) -> Dict:
+    """A results file written by write_json, or {} when there is none yet."""
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _jsonable(x):
     try:
         import numpy as np

@@ -13,7 +13,7 @@ from .harness import RESULTS
 
 COLORS = {
     "fastpid exact": "C0", "fastpid refine": "C8", "fastpid proxy": "C9", "cvxpy clarabel strong": "C1", "cvxpy clarabel common": "C3",
-    "cvxpy scs strong": "C4", "cvxpy ecos strong": "C5", "dit broja": "C6", "fastpid paper": "C2",
+    "cvxpy scs strong": "C4", "cvxpy ecos strong": "C5", "dit broja": "C6", "fastpid paper": "C2", "cvxpy clarabel dpp": "C7",
 }
 
 
@@ -50,6 +50,8 @@ def time_vs_size(size, out):
     panels = [("dense", "n (dense n x n x n)"), ("hist", "|Y| (20 x 20 x |Y| histograms, 1,000 samples)")]
     if any(r["family"] == "large" for r in size["records"]):
         panels.append(("large", "entries of P (dense 64^3, 128x128x16, 256x256x8)"))
+    if any(r["family"] == "labels" for r in size["records"]):
+        panels.append(("labels", "|Y| (dense 4 x 4 x |Y|: solid; 20 x 20 x |Y| histograms of 50,000 samples: dashed)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2))
     limit = size["limit_s"]
     for ax, (family, xlabel) in zip(axes, panels):
@@ -59,12 +61,16 @@ def time_vs_size(size, out):
             if not recs:
                 continue
             x = (lambda r: r["size"] ** 3 if r["family"] == "dense" else r["size"]) if family == "large" else (lambda r: r["size"])
-            ok = [(x(r), r["seconds"]) for r in recs if r["status"] == "ok"]
-            slow = [(x(r), r.get("limit_s", limit)) for r in recs if r["status"] == "timeout"]
-            if ok:
-                ax.plot(*zip(*ok), marker="o", ms=4, color=color, label=method)
-            if slow:
-                ax.plot(*zip(*slow), ls="none", marker="x", ms=8, color=color)
+            # the labels panel has two series per method, told apart by the line style
+            series = [(recs, "-")] if family != "labels" else [
+                ([r for r in recs if r["case"].startswith("dense")], "-"), ([r for r in recs if r["case"].startswith("hist")], "--")]
+            for part, style in series:
+                ok = [(x(r), r["seconds"]) for r in part if r["status"] == "ok"]
+                slow = [(x(r), r.get("limit_s", limit)) for r in part if r["status"] == "timeout"]
+                if ok:
+                    ax.plot(*zip(*ok), marker="o", ms=4, color=color, ls=style, label=method if style == "-" else None)
+                if slow:
+                    ax.plot(*zip(*slow), ls="none", marker="x", ms=8, color=color)
         for panel_limit in sorted({r.get("limit_s", limit) for r in recs_family if r["family"] == family}):
             ax.axhline(panel_limit, color="gray", ls=":", lw=1)
         ax.set_xscale("log")
@@ -80,8 +86,14 @@ def time_vs_size(size, out):
     large_tol = next((r["tol_bits"] for r in size["records"] if r["family"] == "large"), None)
     if large_tol is not None:
         axes[2].set_title(f"large alphabets at tol {large_tol:g} bits (64^3: default tol)", fontsize=9)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=4)
+    if any(r["family"] == "labels" for r in size["records"]):
+        axes[-1].set_title("large label alphabets", fontsize=9)
+        axes[-1].xaxis.label.set_fontsize(7)
+    legend = {}  # every method of any panel, once
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), fontsize=7, loc="lower center", ncol=5)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(out, dpi=120)
     plt.close(fig)

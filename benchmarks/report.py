@@ -40,14 +40,16 @@ def cpu_table(cpu):
     return "\n".join(lines)
 
 
-def size_table(size):
-    methods = list(dict.fromkeys(r["method"] for r in size["records"]))
-    cases = list(dict.fromkeys(r["case"] for r in size["records"]))
+def size_table(size, labels=False):
+    """The size benchmark's cases (labels=True: only the label-alphabet sweep, else all others)."""
+    records = [r for r in size["records"] if (r["family"] == "labels") == labels]
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    cases = list(dict.fromkeys(r["case"] for r in records))
     lines = ["| case | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for case in cases:
         cells = []
         for m in methods:
-            r = next((r for r in size["records"] if r["case"] == case and r["method"] == m), None)
+            r = next((r for r in records if r["case"] == case and r["method"] == m), None)
             if r is None:
                 cells.append("-")
             elif r["status"] == "ok" and r["max_error_bits"] is None:  # large alphabets: no reference, the certified bound
@@ -119,7 +121,8 @@ def estimate_table(est, estimators=("plug-in, percentile bootstrap", "jackknife"
 
 
 def main():
-    for name, fn in (("cpu.json", cpu_table), ("size.json", size_table), ("accuracy.json", accuracy_table), ("batch.json", batch_table),
+    for name, fn in (("cpu.json", cpu_table), ("size.json", size_table), ("size.json", lambda size: size_table(size, labels=True)),
+                     ("accuracy.json", accuracy_table), ("batch.json", batch_table),
                      ("refine.json", refine_tables), ("estimate.json", estimate_table)):
         data = _load(name)
         if data:

@@ -13,7 +13,10 @@
 // beta, so they are eliminated block by block (n1 dense blocks of at most ny x ny), leaving a
 // dense Schur complement on beta, of the side with fewer variables (the sides are swapped
 // internally when that is x1). One beta per label is pinned to fix the gauge freedom
-// (alpha + c(y), beta - c(y)).
+// (alpha + c(y), beta - c(y)). When the label alphabet is large, that complement
+// ((n2 ny)^2) dwarfs the number of cells, and the system is eliminated on the cells instead
+// (per-label blocks first, then a dense system of one unknown per cell; see "eliminated on
+// the cells" below); each distribution takes the path with less work.
 //
 // Every iteration also produces a certificate: the dual point is strictly feasible, and the
 // coupling is rounded exactly onto the marginal constraints (per label, scale rows and columns
