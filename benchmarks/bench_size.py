@@ -102,7 +102,7 @@ def main(argv=None):
     name = "size-quick.json" if args.quick else "size.json"
     if set(families) != set(FAMILIES):  # keep the other families' records of the last full run
         kept = [r for r in load_json(name).get("records", []) if r["family"] not in families]
-        records = kept + records
+        records = sorted(kept + records, key=lambda r: FAMILIES.index(r["family"]))  # stable: case order kept
     payload = {"machine": machine(), "limit_s": limit, "reference": "fastpid exact at tol 1e-10 (certified); none on the large alphabets",
                "records": records, "skipped": skipped}
     path = write_json(name, payload)

@@ -137,23 +137,32 @@ void cholesky(double* A, int n, double* panel) {
   }
 }
 
-// Solves L L^T x = b in place, L from cholesky().
-void cholesky_solve(const double* L, int n, double* b) {
+// Solves L y = b in place (L lower triangular, row stride ld).
+void forward_substitute(const double* L, int n, int64_t ld, double* b) {
   for (int i = 0; i < n; ++i) {
-    const double* ri = L + int64_t(i) * n;
+    const double* ri = L + int64_t(i) * ld;
     double v = b[i];
 #pragma omp simd reduction(- : v)
     for (int k = 0; k < i; ++k) v -= ri[k] * b[k];
     b[i] = v / ri[i];
   }
-  // L^T x = y by columns of L^T (rows of L), so every access is contiguous.
+}
+
+// Solves L^T x = y in place, by columns of L^T (rows of L), so every access is contiguous.
+void back_substitute(const double* L, int n, int64_t ld, double* b) {
   for (int i = n - 1; i >= 0; --i) {
-    const double* ri = L + int64_t(i) * n;
+    const double* ri = L + int64_t(i) * ld;
     const double v = b[i] / ri[i];
     b[i] = v;
 #pragma omp simd
     for (int k = 0; k < i; ++k) b[k] -= ri[k] * v;
   }
+}
+
+// Solves L L^T x = b in place, L from cholesky() (row stride n).
+void cholesky_solve(const double* L, int n, double* b) {
+  forward_substitute(L, n, n, b);
+  back_substitute(L, n, n, b);
 }
 
 // The same update for columns that map to scattered rows/columns idx[j] of S (idx increasing).
@@ -587,22 +596,6 @@ double cost_on_cells(const Structure& st) {
   return cost;
 }
 
-// Solves L L^T x = b in place for a Cholesky factor with row stride ld.
-void cholesky_solve_ld(const double* L, int n, int64_t ld, double* b) {
-  for (int i = 0; i < n; ++i) {
-    const double* ri = L + int64_t(i) * ld;
-    double v = b[i];
-    for (int k = 0; k < i; ++k) v -= ri[k] * b[k];
-    b[i] = v / ri[i];
-  }
-  for (int i = n - 1; i >= 0; --i) {
-    const double* ri = L + int64_t(i) * ld;
-    const double v = b[i] / ri[i];
-    b[i] = v;
-    for (int k = 0; k < i; ++k) b[k] -= ri[k] * v;
-  }
-}
-
 void factorize_cells(const Structure& st, Workspace& w) {
   const LabelStructure& ls = w.ls;
   const int C = st.cells(), nA = st.nA;
@@ -628,7 +621,7 @@ void factorize_cells(const Structure& st, Workspace& w) {
       double* col = inv + int64_t(j) * k;  // symmetric: column j stored as row j
       std::fill(col, col + k, 0.0);
       col[j] = 1.0;
-      cholesky_solve_ld(L, k, k, col);
+      cholesky_solve(L, k, col);
     }
   }
   // G = V^T D^-1 V (lower triangle, cells x cells), label by label:
@@ -751,12 +744,7 @@ void augmented_solve(const Structure& st, Workspace& w, const double* r1, const 
   // K = [Lpp 0; X I] diag(I, -M) [Lpp^T X^T; 0 I] with M = Lm Lm^T.
   const double* Lpp = w.Kpp.data();
   const double* X = w.Knp.data();
-  for (int i = 0; i < np; ++i) {
-    const double* ri = Lpp + int64_t(i) * np;
-    double v = z[i];
-    for (int k = 0; k < i; ++k) v -= ri[k] * z[k];
-    z[i] = v / ri[i];
-  }
+  forward_substitute(Lpp, np, np, z);
   if (nn > 0) {
     double* zn = z + np;
     for (int i = 0; i < nn; ++i) {
@@ -765,18 +753,13 @@ void augmented_solve(const Structure& st, Workspace& w, const double* r1, const 
       for (int k = 0; k < np; ++k) v -= xi[k] * z[k];
       zn[i] = -v;  // the middle factor is -M
     }
-    cholesky_solve_ld(w.Knn.data(), nn, nn, zn);
+    cholesky_solve(w.Knn.data(), nn, zn);
     for (int i = 0; i < nn; ++i) {
       const double* xi = X + int64_t(i) * np;
       for (int k = 0; k < np; ++k) z[k] -= xi[k] * zn[i];
     }
   }
-  for (int i = np - 1; i >= 0; --i) {
-    const double* ri = Lpp + int64_t(i) * np;
-    const double v = z[i] / ri[i];
-    z[i] = v;
-    for (int k = 0; k < i; ++k) z[k] -= ri[k] * v;
-  }
+  back_substitute(Lpp, np, np, z);
   // x -= D^-1 V z.
   double* u = w.cell_u.data();
   std::fill(u, u + nA + st.nB, 0.0);
