@@ -187,6 +187,20 @@ def test_too_few_samples_warns_with_the_numbers(rng):
     assert not est.too_few_samples
 
 
+def test_no_warning_for_well_sampled_independent_bits():
+    # 375 samples per occupied cell; this seed once tripped the correction-vs-standard-error
+    # condition (synergy corrected by 0.0015 bits, 9.6 plug-in standard errors at the boundary)
+    import warnings
+
+    rng = np.random.default_rng(1614463133)
+    rng.integers(0, 8, (3, 300))  # the draws the first part of the test above makes
+    x1, x2, y = rng.integers(0, 2, 3000), rng.integers(0, 2, 3000), rng.integers(0, 2, 3000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = estimate(x1, x2, y)
+    assert not est.too_few_samples and est.samples_per_cell > estimate_module.ASYMPTOTIC_SAMPLES_PER_CELL
+
+
 def test_large_correction_warns_even_with_enough_samples_per_cell(rng):
     # A structured 20 x 20 x 10 population (each latent value on a few clusters, y = a + b mod
     # 10 or a) sampled 30,000 times: over 5 samples per occupied cell, but the bias correction
