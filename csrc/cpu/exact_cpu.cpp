@@ -40,9 +40,7 @@ namespace {
 constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule for m and s
 constexpr double kMaxDualMove = 2.0;  // nats per iteration, for any dual variable (see below)
 constexpr double kCellsWorkFactor = 3.0;  // see solve_one
-constexpr int kRefinementSteps = 8;     // iterative refinement of the cells' Woodbury solves:
-constexpr int kMinRefinementSteps = 3;  // at most, and at least (the max norm of the residual
-                                        // stalls while the entries of small variables improve)
+constexpr int kRefinementSteps = 8;     // at most, per solve on the cells (see solve_newton_cells)
 
 // S[j][jj] -= sum_i X[i][j] X[i][jj] for jj <= j (lower triangle); X is k x n with row stride
 // ldx >= padded(n) (the padding columns are read, never used); S has row stride ld.
@@ -823,7 +821,7 @@ void solve_newton_cells(const Structure& st, Workspace& w) {
   for (int step = 0; step < kRefinementSteps; ++step) {
     std::copy(w.rhs.begin(), w.rhs.begin() + N, r1);
     const double norm = augmented_residual(st, w, x, z, r1, r2);
-    if (norm == 0 || (!(norm < 0.5 * previous) && step >= kMinRefinementSteps)) break;  // no longer improving
+    if (!(norm < 0.5 * previous)) break;  // no longer improving (or already exact)
     previous = norm;
     augmented_solve(st, w, r1, r2, dx, dz);
     for (int v = 0; v < N; ++v) x[v] += dx[v];
