@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "fastpid/exact_team_algebra.hpp"
 #include "fastpid/pid.hpp"
 #include "fastpid/proxy.hpp"
 #include "fastpid/refine.hpp"
@@ -190,7 +191,7 @@ PYBIND11_MODULE(_C, m) {
       py::arg("max_iter"), py::arg("scaling_iters"), py::arg("value"), py::arg("bound"), py::arg("converged"),
       py::arg("iterations"), py::arg("coupling"), py::arg("dual1"), py::arg("dual2"), py::arg("workspace"),
       py::arg("blocks"), py::arg("threads"), py::arg("workspace_per_block"), py::arg("stream"),
-      "Enqueue `kernel` (proxy or refine) on `stream` (device pointers; coupling and duals may be 0).");
+      "Enqueue `kernel` (proxy, refine or exact) on `stream` (device pointers; coupling and duals may be 0).");
 #endif
   m.def(
       "workspace_doubles",
@@ -198,7 +199,8 @@ PYBIND11_MODULE(_C, m) {
         const Shape s{1, n1, n2, ny};
         if (kernel == "refine") return fastpid::RefineKernel::workspace_doubles(s);
         if (kernel == "proxy") return fastpid::ProxyKernel::workspace_doubles(s);
-        throw std::invalid_argument("kernel must be 'proxy' or 'refine'");
+        if (kernel == "exact") return fastpid::ExactKernel::workspace_doubles(s);
+        throw std::invalid_argument("kernel must be 'proxy', 'refine' or 'exact'");
       },
       py::arg("kernel"), py::arg("n1"), py::arg("n2"), py::arg("ny"),
       "Doubles of workspace one distribution of this shape needs (per thread on the CPU, per block on CUDA).");

@@ -1,33 +1,20 @@
-// Exact BROJA solver on the CPU: a primal-dual interior-point method on the dual problem
+// The CPU algebra of the exact solver (exact.hpp): the Newton systems of the interior-point
+// method with tuned serial kernels, and the OpenMP driver (one distribution per thread).
 //
-//     max_{alpha, beta}  sum alpha(x1,y) P(x1,y) + sum beta(x2,y) P(x2,y)
-//     s.t.  s_c = -logsumexp_y(alpha(x1,y) + beta(x2,y)) >= 0   for every cell c = (x1, x2)
-//
-// whose multipliers m_c are the cell masses of the optimal coupling,
-// Q(x1,x2,y) = m_c softmax_y(alpha + beta). Only the entries with P(x1,y) > 0 and P(x2,y) > 0
-// are variables ("triples"); the rest of Q is zero in every feasible coupling.
-//
-// Each Newton system has (n1 + n2) ny unknowns. Its matrix is sum_c E_c Z_c E_c^T with
-// Z_c = diag(Q_c) + (m_c / s_c - m_c) p_c p_c^T, where E_c scatters the triples of cell c to
-// their alpha and beta entries. The alpha unknowns of one x1 couple only to each other and to
-// beta, so they are eliminated block by block (n1 dense blocks of at most ny x ny), leaving a
-// dense Schur complement on beta, of the side with fewer variables (the sides are swapped
-// internally when that is x1). One beta per label is pinned to fix the gauge freedom
-// (alpha + c(y), beta - c(y)). When the label alphabet is large, that complement
-// ((n2 ny)^2) dwarfs the number of cells, and the system is eliminated on the cells instead
-// (per-label blocks first, then a dense system of one unknown per cell; see "eliminated on
-// the cells" below); each distribution takes the path with less work.
-//
-// Every iteration also produces a certificate: the dual point is strictly feasible, and the
-// coupling is rounded exactly onto the marginal constraints (per label, scale rows and columns
-// down, then add the rank-one correction of the remaining mass), so
-//     dual objective <= optimum <= f(rounded coupling)
-// and their difference is the certified bound on every PID atom.
+// Two eliminations of the Newton matrix sum_c E_c Z_c E_c^T, chosen per distribution by their
+// work (cost_on_sources, cost_on_cells):
+// - on the sources: the alpha unknowns of one x1 couple only to each other and to beta, so they
+//   are eliminated block by block (n1 dense blocks of at most ny x ny), leaving a dense Schur
+//   complement on beta, the side with fewer variables;
+// - on the cells, when the label alphabet is large and that complement ((n2 ny)^2) dwarfs the
+//   number of cells: per-label blocks first, then a dense system of one unknown per cell (see
+//   "eliminated on the cells" below).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "fastpid/exact.hpp"
 #include "fastpid/pid.hpp"
 
 #ifdef FASTPID_WITH_OPENMP
@@ -37,10 +24,8 @@
 namespace fastpid {
 namespace {
 
-constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule for m and s
-constexpr double kMaxDualMove = 2.0;  // nats per iteration, for any dual variable (see below)
-constexpr double kCellsWorkFactor = 3.0;  // see solve_one
-constexpr int kRefinementSteps = 8;     // at most, per solve on the cells (see solve_newton_cells)
+constexpr double kCellsWorkFactor = 3.0;  // see CpuAlgebra::prepare
+constexpr int kRefinementSteps = 8;     // at most, per solve on the cells (see solve_cells)
 
 // S[j][jj] -= sum_i X[i][j] X[i][jj] for jj <= j (lower triangle); X is k x n with row stride
 // ldx >= padded(n) (the padding columns are read, never used); S has row stride ld.
@@ -180,118 +165,6 @@ void syrk_lower_sub_scattered(const double* X, int k, int n, int64_t ldx, const 
   }
 }
 
-// Sparse structure of one distribution, in the internal orientation (side "a" is eliminated,
-// side "b" is kept in the Schur complement).
-struct Structure {
-  int n1 = 0, n2 = 0, ny = 0;
-  bool swapped = false;           // internal x1 is the caller's x2
-  int nA = 0, nB = 0;             // alpha and beta variables (entries with positive marginal)
-  std::vector<int> a_start;       // (n1 + 1): alpha variables of x1 are a_start[x1] ..
-  std::vector<int> a_index;       // (n1 * ny): variable of (x1, y), or -1
-  std::vector<int> b_index;       // (n2 * ny): variable of (x2, y), or -1
-  std::vector<double> pa, pb;     // marginal mass of each alpha / beta variable
-  std::vector<int> cell_start;    // (C + 1): triples of cell c
-  std::vector<int> cell_x1, cell_x2;  // (C)
-  std::vector<int> x1_cell_start; // (n1 + 1): cells of x1 (cells are sorted by x1, then x2)
-  std::vector<int> t_a, t_b, t_y; // triple -> alpha variable, beta variable, label
-  std::vector<char> pinned;       // (nB): beta variables held fixed to remove the gauge
-  std::vector<double> y_mass;     // (ny)
-  int cells() const { return int(cell_x1.size()); }
-  int triples() const { return int(t_a.size()); }
-};
-
-inline double entry(const double* P, const Shape& s, bool swapped, int x1, int x2, int y) {
-  return swapped ? P[(int64_t(x2) * s.n2 + x1) * s.ny + y] : P[(int64_t(x1) * s.n2 + x2) * s.ny + y];
-}
-
-void build_structure(const double* P, const Shape& shape, Structure& st) {
-  const int ny = shape.ny;
-  std::vector<double> m1(int64_t(shape.n1) * ny, 0.0), m2(int64_t(shape.n2) * ny, 0.0);
-  for (int x1 = 0; x1 < shape.n1; ++x1)
-    for (int x2 = 0; x2 < shape.n2; ++x2)
-      for (int y = 0; y < ny; ++y) {
-        const double v = P[(int64_t(x1) * shape.n2 + x2) * ny + y];
-        m1[int64_t(x1) * ny + y] += v;
-        m2[int64_t(x2) * ny + y] += v;
-      }
-  int64_t c1 = std::count_if(m1.begin(), m1.end(), [](double v) { return v > 0; });
-  int64_t c2 = std::count_if(m2.begin(), m2.end(), [](double v) { return v > 0; });
-  // Keep the side with fewer variables in the dense Schur complement.
-  st.swapped = c2 > c1;
-  const std::vector<double>& ma = st.swapped ? m2 : m1;
-  const std::vector<double>& mb = st.swapped ? m1 : m2;
-  st.n1 = st.swapped ? shape.n2 : shape.n1;
-  st.n2 = st.swapped ? shape.n1 : shape.n2;
-  st.ny = ny;
-
-  st.a_index.assign(int64_t(st.n1) * ny, -1);
-  st.b_index.assign(int64_t(st.n2) * ny, -1);
-  st.a_start.assign(st.n1 + 1, 0);
-  st.pa.clear();
-  st.pb.clear();
-  for (int x1 = 0; x1 < st.n1; ++x1) {
-    st.a_start[x1] = int(st.pa.size());
-    for (int y = 0; y < ny; ++y)
-      if (ma[int64_t(x1) * ny + y] > 0) {
-        st.a_index[int64_t(x1) * ny + y] = int(st.pa.size());
-        st.pa.push_back(ma[int64_t(x1) * ny + y]);
-      }
-  }
-  st.a_start[st.n1] = int(st.pa.size());
-  for (int x2 = 0; x2 < st.n2; ++x2)
-    for (int y = 0; y < ny; ++y)
-      if (mb[int64_t(x2) * ny + y] > 0) {
-        st.b_index[int64_t(x2) * ny + y] = int(st.pb.size());
-        st.pb.push_back(mb[int64_t(x2) * ny + y]);
-      }
-  st.nA = int(st.pa.size());
-  st.nB = int(st.pb.size());
-
-  st.y_mass.assign(ny, 0.0);
-  for (int x2 = 0; x2 < st.n2; ++x2)
-    for (int y = 0; y < ny; ++y) st.y_mass[y] += mb[int64_t(x2) * ny + y];
-
-  st.cell_start.clear();
-  st.cell_x1.clear();
-  st.cell_x2.clear();
-  st.t_a.clear();
-  st.t_b.clear();
-  st.t_y.clear();
-  st.x1_cell_start.assign(st.n1 + 1, 0);
-  for (int x1 = 0; x1 < st.n1; ++x1) {
-    st.x1_cell_start[x1] = int(st.cell_x1.size());
-    for (int x2 = 0; x2 < st.n2; ++x2) {
-      const int first = int(st.t_a.size());
-      for (int y = 0; y < ny; ++y) {
-        const int a = st.a_index[int64_t(x1) * ny + y], b = st.b_index[int64_t(x2) * ny + y];
-        if (a < 0 || b < 0) continue;
-        st.t_a.push_back(a);
-        st.t_b.push_back(b);
-        st.t_y.push_back(y);
-      }
-      if (int(st.t_a.size()) > first) {
-        st.cell_start.push_back(first);
-        st.cell_x1.push_back(x1);
-        st.cell_x2.push_back(x2);
-      }
-    }
-  }
-  st.x1_cell_start[st.n1] = int(st.cell_x1.size());
-  st.cell_start.push_back(int(st.t_a.size()));
-
-  // Pin, for every label, the beta variable of largest mass.
-  st.pinned.assign(st.nB, 0);
-  for (int y = 0; y < ny; ++y) {
-    int best = -1;
-    double best_mass = 0;
-    for (int x2 = 0; x2 < st.n2; ++x2) {
-      const int b = st.b_index[int64_t(x2) * ny + y];
-      if (b >= 0 && st.pb[b] > best_mass) best = b, best_mass = st.pb[b];
-    }
-    if (best >= 0) st.pinned[best] = 1;
-  }
-}
-
 // The alpha block of one x1 value: its variables a0 .. a0 + k and the triples of its cells,
 // t_first .. t_first + nJ (their beta variables are increasing, see factorize()).
 struct AlphaBlock {
@@ -299,7 +172,7 @@ struct AlphaBlock {
   bool empty() const { return k == 0 || nJ == 0; }
 };
 
-AlphaBlock alpha_block(const Structure& st, int x1) {
+AlphaBlock alpha_block(const ExactStructure& st, int x1) {
   const int a0 = st.a_start[x1], c0 = st.x1_cell_start[x1], c1 = st.x1_cell_start[x1 + 1];
   const int t_first = st.cell_start[c0];
   return {a0, st.a_start[x1 + 1] - a0, t_first, st.cell_start[c1] - t_first};
@@ -330,7 +203,7 @@ struct LabelStructure {
   std::vector<int64_t> inv_off;   // (ny + 1): offsets of the per-label inverses of D
 };
 
-void build_label_structure(const Structure& st, LabelStructure& ls) {
+void build_label_structure(const ExactStructure& st, LabelStructure& ls) {
   const int ny = st.ny, nA = st.nA, N = st.nA + st.nB, T = st.triples();
   ls.var_local.assign(N, -1);
   ls.var_start.assign(ny + 1, 0);
@@ -363,15 +236,14 @@ void build_label_structure(const Structure& st, LabelStructure& ls) {
   }
 }
 
-// Per-thread storage of one solve; reused across the distributions a thread handles.
+// Per-thread storage of the Newton systems; reused across the distributions a thread handles.
+// m, s, p (cells, cells, triples) point at the solver's current iterate during factorize and
+// solve; rhs and dlam at the system's right-hand side and solution.
 struct Workspace {
-  Structure st;
-  std::vector<double> lam, m, s, s_true, p, q;
-  std::vector<double> rd, rhs, dlam, dm, ds, comp, target, x1_violation;
+  const double *m = nullptr, *s = nullptr, *p = nullptr, *rhs = nullptr;
+  double* dlam = nullptr;
   std::vector<double> Lblocks, Xblocks, S, U, ya, panel;
   std::vector<int64_t> l_off, x_off;
-  std::vector<double> q_round, row_sum, col_sum, y_norm;
-  std::vector<double> best_q, best_lam;
   // The elimination on the cells (LabelStructure above), when chosen for this distribution.
   bool on_cells = false;
   LabelStructure ls;
@@ -380,79 +252,9 @@ struct Workspace {
   int n_pos = 0, n_neg = 0;
 };
 
-// s_c = -logsumexp over the cell's triples of lam_a + lam_b, and the softmax p.
-void cell_slacks(const Structure& st, const double* lam, double* s, double* p) {
-  const int C = st.cells();
-  for (int c = 0; c < C; ++c) {
-    const int t0 = st.cell_start[c], t1 = st.cell_start[c + 1];
-    double zmax = -std::numeric_limits<double>::infinity();
-    for (int t = t0; t < t1; ++t) zmax = std::max(zmax, lam[st.t_a[t]] + lam[st.nA + st.t_b[t]]);
-    double sum = 0;
-    for (int t = t0; t < t1; ++t) {
-      p[t] = std::exp(lam[st.t_a[t]] + lam[st.nA + st.t_b[t]] - zmax);
-      sum += p[t];
-    }
-    const double inv = 1.0 / sum;
-    for (int t = t0; t < t1; ++t) p[t] *= inv;
-    s[c] = -(zmax + std::log(sum));
-  }
-}
-
-// Objective f(Q) = sum Q log(Q / m) = -H_Q(Y|X1,X2) of an exactly feasible rounding of Q.
-// Writes the rounded coupling to q_round.
-double rounded_objective(const Structure& st, Workspace& w, const double* q) {
-  const int T = st.triples(), C = st.cells();
-  double* qr = w.q_round.data();
-  std::fill(w.row_sum.begin(), w.row_sum.end(), 0.0);
-  std::fill(w.col_sum.begin(), w.col_sum.end(), 0.0);
-  for (int t = 0; t < T; ++t) {
-    qr[t] = q[t] > 0 ? q[t] : 0.0;
-    w.row_sum[st.t_a[t]] += qr[t];
-  }
-  for (int t = 0; t < T; ++t) {
-    const double r = w.row_sum[st.t_a[t]], target = st.pa[st.t_a[t]];
-    if (r > target) qr[t] *= target / r;
-    w.col_sum[st.t_b[t]] += qr[t];
-  }
-  for (int t = 0; t < T; ++t) {
-    const double c = w.col_sum[st.t_b[t]], target = st.pb[st.t_b[t]];
-    if (c > target) qr[t] *= target / c;
-  }
-  // Remaining row and column deficits (non-negative), corrected by a rank-one term per label.
-  std::fill(w.row_sum.begin(), w.row_sum.end(), 0.0);
-  std::fill(w.col_sum.begin(), w.col_sum.end(), 0.0);
-  for (int t = 0; t < T; ++t) {
-    w.row_sum[st.t_a[t]] += qr[t];
-    w.col_sum[st.t_b[t]] += qr[t];
-  }
-  std::fill(w.y_norm.begin(), w.y_norm.end(), 0.0);
-  for (int x1 = 0; x1 < st.n1; ++x1)
-    for (int y = 0; y < st.ny; ++y) {
-      const int a = st.a_index[int64_t(x1) * st.ny + y];
-      if (a < 0) continue;
-      w.row_sum[a] = std::max(st.pa[a] - w.row_sum[a], 0.0);
-      w.y_norm[y] += w.row_sum[a];
-    }
-  for (int b = 0; b < st.nB; ++b) w.col_sum[b] = std::max(st.pb[b] - w.col_sum[b], 0.0);
-  for (int t = 0; t < T; ++t) {
-    const double norm = w.y_norm[st.t_y[t]];
-    if (norm > 0) qr[t] += w.row_sum[st.t_a[t]] * w.col_sum[st.t_b[t]] / norm;
-  }
-  double f = 0;
-  for (int c = 0; c < C; ++c) {
-    double mass = 0, ent = 0;
-    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
-      mass += qr[t];
-      ent += xlogx(qr[t]);
-    }
-    f += ent - xlogx(mass);
-  }
-  return f;
-}
-
 // Factorises the Newton matrix sum_c E_c Z_c E_c^T by block elimination of alpha.
 // Z_c = diag(Q) + d_c p p^T with Q = m_c p and d_c = m_c / s_c - m_c.
-void factorize(const Structure& st, Workspace& w) {
+void factorize_sources(const ExactStructure& st, Workspace& w) {
   const int nB = st.nB;
   std::fill(w.S.begin(), w.S.end(), 0.0);
   for (int x1 = 0; x1 < st.n1; ++x1) {
@@ -494,7 +296,7 @@ void factorize(const Structure& st, Workspace& w) {
       for (int j = 0; j < nJ; ++j) xi[j] *= inv;
     }
     // S -= X^T X on the beta variables of these triples (increasing with j).
-    const int* bj = st.t_b.data() + t_first;
+    const int* bj = st.t_b + t_first;
     if (bj[nJ - 1] - bj[0] == nJ - 1)
       syrk_lower_sub(X, k, nJ, ldx, w.S.data() + int64_t(bj[0]) * nB + bj[0], nB);
     else
@@ -509,10 +311,10 @@ void factorize(const Structure& st, Workspace& w) {
 }
 
 // Solves the factorised Newton system for the right-hand side w.rhs into w.dlam.
-void solve_newton(const Structure& st, Workspace& w) {
+void solve_sources(const ExactStructure& st, Workspace& w) {
   const int nA = st.nA, nB = st.nB;
-  double* rb = w.dlam.data() + nA;
-  std::copy(w.rhs.begin() + nA, w.rhs.begin() + nA + nB, rb);
+  double* rb = w.dlam + nA;
+  std::copy(w.rhs + nA, w.rhs + nA + nB, rb);
   for (int x1 = 0; x1 < st.n1; ++x1) {
     const AlphaBlock blk = alpha_block(st, x1);
     if (blk.empty()) continue;
@@ -525,7 +327,7 @@ void solve_newton(const Structure& st, Workspace& w) {
       for (int r = 0; r < i; ++r) v -= L[int64_t(i) * k + r] * y[r];
       y[i] = v / L[int64_t(i) * k + i];
     }
-    const int* bj = st.t_b.data() + t_first;
+    const int* bj = st.t_b + t_first;
     const bool contiguous = bj[nJ - 1] - bj[0] == nJ - 1;  // the common, dense case
     for (int i = 0; i < k; ++i) {
       const double* xi = X + int64_t(i) * padded(nJ);
@@ -549,8 +351,8 @@ void solve_newton(const Structure& st, Workspace& w) {
     const double* L = w.Lblocks.data() + w.l_off[x1];
     const double* X = w.Xblocks.data() + w.x_off[x1];
     double* y = w.ya.data() + a0;
-    double* da = w.dlam.data() + a0;
-    const int* bj = st.t_b.data() + t_first;
+    double* da = w.dlam + a0;
+    const int* bj = st.t_b + t_first;
     const bool contiguous = bj[nJ - 1] - bj[0] == nJ - 1;
     for (int i = 0; i < k; ++i) {
       const double* xi = X + int64_t(i) * padded(nJ);
@@ -573,7 +375,7 @@ void solve_newton(const Structure& st, Workspace& w) {
 }
 
 // Work of one Newton factorisation on each side (multiply-adds), for the choice between them.
-double cost_on_sources(const Structure& st) {
+double cost_on_sources(const ExactStructure& st) {
   double cost = double(st.nB) * st.nB * st.nB / 3;
   for (int x1 = 0; x1 < st.n1; ++x1) {
     const AlphaBlock blk = alpha_block(st, x1);
@@ -582,7 +384,7 @@ double cost_on_sources(const Structure& st) {
   return cost;
 }
 
-double cost_on_cells(const Structure& st) {
+double cost_on_cells(const ExactStructure& st) {
   std::vector<double> vars(st.ny, 0.0), triples(st.ny, 0.0);
   for (int a = 0; a < st.n1 * st.ny; ++a)
     if (st.a_index[a] >= 0) vars[a % st.ny] += 1;
@@ -594,7 +396,7 @@ double cost_on_cells(const Structure& st) {
   return cost;
 }
 
-void factorize_cells(const Structure& st, Workspace& w) {
+void factorize_cells(const ExactStructure& st, Workspace& w) {
   const LabelStructure& ls = w.ls;
   const int C = st.cells(), nA = st.nA;
   // Per label: D_y, factorised, then inverted (explicitly: the cell system needs its entries).
@@ -706,7 +508,7 @@ void factorize_cells(const Structure& st, Workspace& w) {
 }
 
 // x = D^-1 v on the unpinned variables (pinned entries of x are 0); v and x may alias.
-void apply_dinv(const Structure& st, Workspace& w, const double* v, double* x) {
+void apply_dinv(const ExactStructure& st, Workspace& w, const double* v, double* x) {
   const LabelStructure& ls = w.ls;
   double* local = w.wrow.data();
   for (int y = 0; y < st.ny; ++y) {
@@ -730,7 +532,7 @@ void apply_dinv(const Structure& st, Workspace& w, const double* v, double* x) {
 // cells in w.cell_order) with the factors of factorize_cells:
 //     K z = V^T D^-1 r1 - r2,   x = D^-1 (r1 - V z).
 // With r2 = 0, x = H^-1 r1 (Woodbury). r1 and x must not alias.
-void augmented_solve(const Structure& st, Workspace& w, const double* r1, const double* r2, double* x, double* z) {
+void augmented_solve(const ExactStructure& st, Workspace& w, const double* r1, const double* r2, double* x, double* z) {
   const int nA = st.nA, np = w.n_pos, nn = w.n_neg;
   apply_dinv(st, w, r1, x);
   for (int i = 0; i < np + nn; ++i) {
@@ -774,7 +576,7 @@ void augmented_solve(const Structure& st, Workspace& w, const double* r1, const 
 
 // Residuals of the augmented system at (x, z): r1 -= D x + V z, r2 = -(V^T x - z / d).
 // Returns the largest |entry| of either. Pinned entries of r1 are 0.
-double augmented_residual(const Structure& st, Workspace& w, const double* x, const double* z, double* r1, double* r2) {
+double augmented_residual(const ExactStructure& st, Workspace& w, const double* x, const double* z, double* r1, double* r2) {
   const int nA = st.nA;
   for (int t = 0; t < st.triples(); ++t) {
     const double v = w.m[w.ls.t_cell[t]] * w.p[t] * (x[st.t_a[t]] + x[nA + st.t_b[t]]);
@@ -804,22 +606,22 @@ double augmented_residual(const Structure& st, Workspace& w, const double* x, co
 // cells' rank-one terms dominate D (late iterations: d_c = m_c / s_c grows without bound);
 // iterative refinement on the augmented system recovers them, because its residuals never
 // multiply by d (Bjorck's refinement for least squares).
-void solve_newton_cells(const Structure& st, Workspace& w) {
+void solve_cells(const ExactStructure& st, Workspace& w) {
   const int N = st.nA + st.nB, nc = w.n_pos + w.n_neg;
-  double* x = w.dlam.data();
+  double* x = w.dlam;
   double* z = w.cell_z.data();
   double* r1 = w.refine_r.data();
   double* r2 = w.cell_r2.data();
   double* dx = w.refine_dx.data();
   double* dz = w.cell_dz.data();
-  std::copy(w.rhs.begin(), w.rhs.begin() + N, r1);
+  std::copy(w.rhs, w.rhs + N, r1);
   for (int b = 0; b < st.nB; ++b)
     if (st.pinned[b]) r1[st.nA + b] = 0.0;
   std::fill(r2, r2 + nc, 0.0);
   augmented_solve(st, w, r1, r2, x, z);
   double previous = std::numeric_limits<double>::infinity();
   for (int step = 0; step < kRefinementSteps; ++step) {
-    std::copy(w.rhs.begin(), w.rhs.begin() + N, r1);
+    std::copy(w.rhs, w.rhs + N, r1);
     const double norm = augmented_residual(st, w, x, z, r1, r2);
     if (!(norm < 0.5 * previous)) break;  // no longer improving (or already exact)
     previous = norm;
@@ -829,260 +631,99 @@ void solve_newton_cells(const Structure& st, Workspace& w) {
   }
 }
 
-// Newton direction of the system
-//     sum_c m_c grad LSE_c = P,   s_c + LSE_c(lambda) = 0,   m_c s_c = target_c
-// for the targets in w.target: fills w.dlam, w.dm and w.ds.
-void direction(const Structure& st, Workspace& w) {
-  const int C = st.cells(), N = st.nA + st.nB;
-  for (int c = 0; c < C; ++c)
-    w.comp[c] = (w.target[c] - w.m[c] * w.s[c] + w.m[c] * (w.s[c] - w.s_true[c])) / w.s[c];
-  std::copy(w.rd.begin(), w.rd.end(), w.rhs.begin());
-  for (int c = 0; c < C; ++c)
-    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
-      const double v = w.p[t] * w.comp[c];
-      w.rhs[st.t_a[t]] -= v;
-      w.rhs[st.nA + st.t_b[t]] -= v;
-    }
-  std::fill(w.dlam.begin(), w.dlam.begin() + N, 0.0);
-  if (w.on_cells)
-    solve_newton_cells(st, w);
-  else
-    solve_newton(st, w);
-  for (int c = 0; c < C; ++c) {
-    double g = 0;
-    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t)
-      g += w.p[t] * (w.dlam[st.t_a[t]] + w.dlam[st.nA + st.t_b[t]]);
-    w.ds[c] = w.s_true[c] - w.s[c] - g;
-    w.dm[c] = w.comp[c] + w.m[c] / w.s[c] * g;
-  }
-}
-
-// Longest step along (w.dm, w.ds), up to 1, that keeps every multiplier and slack positive
-// with the fraction-to-boundary rule.
-double step_length(const Workspace& w, int C) {
-  double step = 1.0;
-  for (int c = 0; c < C; ++c) {
-    if (w.dm[c] < 0) step = std::min(step, -kStepToBoundary * w.m[c] / w.dm[c]);
-    if (w.ds[c] < 0) step = std::min(step, -kStepToBoundary * w.s[c] / w.ds[c]);
-  }
-  return step;
-}
-
-// Dual objective of lambda after lowering the alphas of each x1 by the largest LSE
-// violation of its cells, which makes it feasible (alpha(x1, .) - v shifts every LSE of
-// x1's cells by -v). `slack` holds -LSE of every cell at lambda.
-double shifted_dual(const Structure& st, Workspace& w, const double* lam, const double* slack) {
-  std::fill(w.x1_violation.begin(), w.x1_violation.end(), 0.0);
-  for (int c = 0; c < st.cells(); ++c)
-    w.x1_violation[st.cell_x1[c]] = std::max(w.x1_violation[st.cell_x1[c]], -slack[c]);
-  double dual = 0;
-  for (int x1 = 0; x1 < st.n1; ++x1)
-    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) dual += (lam[a] - w.x1_violation[x1]) * st.pa[a];
-  for (int v = 0; v < st.nB; ++v) dual += lam[st.nA + v] * st.pb[v];
-  return dual;
-}
-
-struct SolveResult {
-  double value, bound;
-  int iterations;
-};
-
-SolveResult solve_one(const double* P, const Shape& shape, const SolverOptions& opt, Workspace& w,
-                      double* coupling_out, double* dual1_out, double* dual2_out) {
-  Structure& st = w.st;
-  build_structure(P, shape, st);
-  const int nA = st.nA, nB = st.nB, N = nA + nB, C = st.cells(), T = st.triples();
-
-  // Zeroed storage of every size this distribution needs.
-  for (auto* v : {&w.lam, &w.rd, &w.rhs, &w.dlam, &w.best_lam}) v->assign(N, 0.0);
-  for (auto* v : {&w.m, &w.s, &w.s_true, &w.ds, &w.dm, &w.target, &w.comp}) v->assign(C, 0.0);
-  for (auto* v : {&w.p, &w.q, &w.q_round, &w.best_q}) v->assign(T, 0.0);
-  for (auto* v : {&w.ya, &w.row_sum}) v->assign(nA, 0.0);
-  w.col_sum.assign(nB, 0.0);
-  w.y_norm.assign(st.ny, 0.0);
-  w.x1_violation.assign(st.n1, 0.0);
-  // The cells' path does more per multiply-add (gathers, explicit inverses, refinement
-  // solves): measured, it breaks even at about a third of the sources' count (10x10x10 dense:
-  // cells 4.0 ms, sources 1.7 ms; 32^3 even; 2x2x500: 2.7 ms against 0.52 s).
-  w.on_cells = opt.elimination == 2 || (opt.elimination == 0 && kCellsWorkFactor * cost_on_cells(st) < cost_on_sources(st));
-  if (w.on_cells) {
-    LabelStructure& ls = w.ls;
-    build_label_structure(st, ls);
-    int max_k = 0, max_t = 0;
-    for (int y = 0; y < st.ny; ++y) {
-      max_k = std::max(max_k, ls.var_start[y + 1] - ls.var_start[y]);
-      max_t = std::max(max_t, ls.triple_start[y + 1] - ls.triple_start[y]);
-    }
-    w.dfactor.assign(int64_t(max_k) * max_k, 0.0);
-    w.dinv.assign(ls.inv_off[st.ny], 0.0);
-    w.wrow.assign(2 * int64_t(max_k) + 1, 0.0);
-    for (auto* v : {&w.t_la, &w.t_lb, &w.t_c}) v->assign(max_t, 0);
-    w.t_p.assign(max_t, 0.0);
-    w.G.assign(int64_t(C) * C, 0.0);
-    w.Kpp.assign(int64_t(C) * C, 0.0);
-    w.Knp.clear();  // sized in factorize_cells by the number of cells with d < 0
-    w.Knn.clear();
-    w.cell_d.assign(C, 0.0);
-    w.cell_order.assign(C, 0);
-    for (auto* v : {&w.cell_z, &w.cell_r2, &w.cell_dz}) v->assign(C, 0.0);
-    for (auto* v : {&w.cell_u, &w.refine_r, &w.refine_dx}) v->assign(N, 0.0);
-    w.panel.assign(int64_t(kBlock) * padded(C), 0.0);
-  } else {
-    w.l_off.assign(st.n1 + 1, 0);
-    w.x_off.assign(st.n1 + 1, 0);
-    int64_t max_nJ = 0;
-    for (int x1 = 0; x1 < st.n1; ++x1) {
-      const AlphaBlock blk = alpha_block(st, x1);
-      w.l_off[x1 + 1] = w.l_off[x1] + int64_t(blk.k) * blk.k;
-      w.x_off[x1 + 1] = w.x_off[x1] + int64_t(blk.k) * padded(blk.nJ);
-      max_nJ = std::max<int64_t>(max_nJ, blk.nJ);
-    }
-    w.Lblocks.assign(w.l_off[st.n1], 0.0);
-    w.Xblocks.assign(w.x_off[st.n1], 0.0);
-    w.U.assign(max_nJ, 0.0);
-    w.S.assign(int64_t(nB) * nB, 0.0);
-    w.panel.assign(int64_t(kBlock) * padded(nB), 0.0);
-  }
-
-  // Start: the dual point of the closed-form proxy, alpha = log P(y|x1) - log 2 (strictly
-  // feasible), beta = log P(x2|y), and cell masses of the proxy coupling.
-  std::vector<double> x1_mass(st.n1, 0.0);
-  for (int x1 = 0; x1 < st.n1; ++x1)
-    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) x1_mass[x1] += st.pa[a];
-  for (int x1 = 0; x1 < st.n1; ++x1)
-    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a)
-      w.lam[a] = std::log(st.pa[a] / x1_mass[x1]) - std::log(2.0);
-  for (int x2 = 0; x2 < st.n2; ++x2)
-    for (int y = 0; y < st.ny; ++y) {
-      const int b = st.b_index[int64_t(x2) * st.ny + y];
-      if (b >= 0) w.lam[nA + b] = std::log(st.pb[b] / st.y_mass[y]);
-    }
-  for (int c = 0; c < C; ++c) {
-    double mass = 0;
-    for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t)
-      mass += st.pa[st.t_a[t]] * st.pb[st.t_b[t]] / st.y_mass[st.t_y[t]];
-    w.m[c] = mass + 1e-3 / C;
-  }
-  cell_slacks(st, w.lam.data(), w.s_true.data(), w.p.data());
-  std::copy(w.s_true.begin(), w.s_true.end(), w.s.begin());
-
-  double best_f = std::numeric_limits<double>::infinity();
-  double best_dual = -std::numeric_limits<double>::infinity();
-  int it = 0;
-  for (;; ++it) {
-    // Residuals of the marginal constraints at the current point (w.s_true and w.p hold
-    // -LSE and the softmax of every cell at w.lam).
-    std::copy(st.pa.begin(), st.pa.end(), w.rd.begin());
-    std::copy(st.pb.begin(), st.pb.end(), w.rd.begin() + nA);
-    for (int c = 0; c < C; ++c)
-      for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
-        w.q[t] = w.m[c] * w.p[t];
-        w.rd[st.t_a[t]] -= w.q[t];
-        w.rd[nA + st.t_b[t]] -= w.q[t];
+// The Algebra of exact.hpp on one CPU thread (SerialTeam only): the elimination with less
+// work for each distribution, and its storage.
+class CpuAlgebra {
+ public:
+  void prepare(SerialTeam&, const ExactStructure& st, const SolverOptions& opt) {
+    const int C = st.cells(), N = st.nA + st.nB;
+    // The cells' path does more per multiply-add (gathers, explicit inverses, refinement
+    // solves): measured, it breaks even at about a third of the sources' count (10x10x10 dense:
+    // cells 4.0 ms, sources 1.7 ms; 32^3 even; 2x2x500: 2.7 ms against 0.52 s).
+    w.on_cells = opt.elimination == 2 || (opt.elimination == 0 && kCellsWorkFactor * cost_on_cells(st) < cost_on_sources(st));
+    if (w.on_cells) {
+      LabelStructure& ls = w.ls;
+      build_label_structure(st, ls);
+      int max_k = 0, max_t = 0;
+      for (int y = 0; y < st.ny; ++y) {
+        max_k = std::max(max_k, ls.var_start[y + 1] - ls.var_start[y]);
+        max_t = std::max(max_t, ls.triple_start[y + 1] - ls.triple_start[y]);
       }
-    // Certificate. Dual: lambda made feasible by lowering the alphas of each x1 by the largest
-    // violation of its cells (alpha(x1, .) - v shifts every LSE of x1's cells by -v).
-    const double dual = shifted_dual(st, w, w.lam.data(), w.s_true.data());
-    if (dual > best_dual) {
-      best_dual = dual;
-      for (int x1 = 0; x1 < st.n1; ++x1)
-        for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a)
-          w.best_lam[a] = w.lam[a] - w.x1_violation[x1];
-      std::copy(w.lam.begin() + nA, w.lam.end(), w.best_lam.begin() + nA);
+      w.dfactor.assign(int64_t(max_k) * max_k, 0.0);
+      w.dinv.assign(ls.inv_off[st.ny], 0.0);
+      w.wrow.assign(2 * int64_t(max_k) + 1, 0.0);
+      for (auto* v : {&w.t_la, &w.t_lb, &w.t_c}) v->assign(max_t, 0);
+      w.t_p.assign(max_t, 0.0);
+      w.G.assign(int64_t(C) * C, 0.0);
+      w.Kpp.assign(int64_t(C) * C, 0.0);
+      w.Knp.clear();  // sized in factorize_cells by the number of cells with d < 0
+      w.Knn.clear();
+      w.cell_d.assign(C, 0.0);
+      w.cell_order.assign(C, 0);
+      for (auto* v : {&w.cell_z, &w.cell_r2, &w.cell_dz}) v->assign(C, 0.0);
+      for (auto* v : {&w.cell_u, &w.refine_r, &w.refine_dx}) v->assign(N, 0.0);
+      w.panel.assign(int64_t(kBlock) * padded(C), 0.0);
+    } else {
+      w.l_off.assign(st.n1 + 1, 0);
+      w.x_off.assign(st.n1 + 1, 0);
+      int64_t max_nJ = 0;
+      for (int x1 = 0; x1 < st.n1; ++x1) {
+        const AlphaBlock blk = alpha_block(st, x1);
+        w.l_off[x1 + 1] = w.l_off[x1] + int64_t(blk.k) * blk.k;
+        w.x_off[x1 + 1] = w.x_off[x1] + int64_t(blk.k) * padded(blk.nJ);
+        max_nJ = std::max<int64_t>(max_nJ, blk.nJ);
+      }
+      w.Lblocks.assign(w.l_off[st.n1], 0.0);
+      w.Xblocks.assign(w.x_off[st.n1], 0.0);
+      w.U.assign(max_nJ, 0.0);
+      w.S.assign(int64_t(st.nB) * st.nB, 0.0);
+      w.panel.assign(int64_t(kBlock) * padded(st.nB), 0.0);
+      w.ya.assign(st.nA, 0.0);
     }
-    // Primal: the coupling m * p rounded exactly onto the constraints.
-    const double f = rounded_objective(st, w, w.q.data());
-    if (f < best_f) {
-      best_f = f;
-      std::copy(w.q_round.begin(), w.q_round.end(), w.best_q.begin());
-    }
-    if (best_f - best_dual <= opt.tol || it >= opt.max_iter || C == 0) break;
-
-    double mu = 0;
-    for (int c = 0; c < C; ++c) mu += w.m[c] * w.s[c];
-    mu /= C;
+  }
+  void factorize(SerialTeam&, const ExactStructure& st, const double* m, const double* s, const double* p) {
+    w.m = m;
+    w.s = s;
+    w.p = p;
     if (w.on_cells)
       factorize_cells(st, w);
     else
-      factorize(st, w);
-
-    // Mehrotra predictor-corrector: the affine direction chooses the centring parameter and
-    // supplies the second-order term of the complementarity products.
-    std::fill(w.target.begin(), w.target.end(), 0.0);
-    direction(st, w);
-    double step = step_length(w, C);
-    double mu_aff = 0;
-    for (int c = 0; c < C; ++c) mu_aff += (w.m[c] + step * w.dm[c]) * (w.s[c] + step * w.ds[c]);
-    mu_aff /= C;
-    const double ratio = std::min(1.0, std::max(mu_aff / mu, 0.0));
-    const double sigma = ratio * ratio * ratio;
-    for (int c = 0; c < C; ++c) w.target[c] = sigma * mu - w.dm[c] * w.ds[c];
-    direction(st, w);
-    step = step_length(w, C);
-    // Trust region on the dual point: LSE is linear only over moderate moves, and the
-    // Newton step of a variable that carries a tiny probability can be huge.
-    double max_move = 0;
-    for (int v = 0; v < N; ++v) max_move = std::max(max_move, std::abs(w.dlam[v]));
-    if (step * max_move > kMaxDualMove) step = kMaxDualMove / max_move;
-    if (!(step > 1e-14)) break;  // no progress possible: keep the certificate reached so far
-    for (int v = 0; v < N; ++v) w.lam[v] += step * w.dlam[v];
-    cell_slacks(st, w.lam.data(), w.s_true.data(), w.p.data());
-    for (int c = 0; c < C; ++c) {
-      w.m[c] += step * w.dm[c];
-      w.s[c] += step * w.ds[c];
-    }
+      factorize_sources(st, w);
+  }
+  void solve(SerialTeam&, const ExactStructure& st, const double* rhs, double* x) {
+    w.rhs = rhs;
+    w.dlam = x;
+    if (w.on_cells)
+      solve_cells(st, w);
+    else
+      solve_sources(st, w);
   }
 
-  if (coupling_out) {
-    std::fill(coupling_out, coupling_out + shape.size(), 0.0);
-    for (int c = 0; c < C; ++c) {
-      const int x1 = st.cell_x1[c], x2 = st.cell_x2[c];
-      for (int t = st.cell_start[c]; t < st.cell_start[c + 1]; ++t) {
-        const int i1 = st.swapped ? x2 : x1, i2 = st.swapped ? x1 : x2;
-        coupling_out[(int64_t(i1) * shape.n2 + i2) * shape.ny + st.t_y[t]] = w.best_q[t];
-      }
-    }
-  }
-  if (dual1_out || dual2_out) {
-    double* da = st.swapped ? dual2_out : dual1_out;
-    double* db = st.swapped ? dual1_out : dual2_out;
-    for (int x1 = 0; x1 < st.n1; ++x1)
-      for (int y = 0; y < st.ny; ++y) {
-        const int a = st.a_index[int64_t(x1) * st.ny + y];
-        if (da) da[int64_t(x1) * st.ny + y] = a >= 0 ? w.best_lam[a] : 0.0;
-      }
-    for (int x2 = 0; x2 < st.n2; ++x2)
-      for (int y = 0; y < st.ny; ++y) {
-        const int b = st.b_index[int64_t(x2) * st.ny + y];
-        if (db) db[int64_t(x2) * st.ny + y] = b >= 0 ? w.best_lam[nA + b] : 0.0;
-      }
-  }
-  return {-best_f, std::max(best_f - best_dual, 0.0), it};
-}
+ private:
+  Workspace w;
+};
+
+using CpuInteriorPoint = InteriorPoint<SerialTeam, CpuAlgebra>;
 
 }  // namespace
 
-void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,
-               int num_threads) {
+void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out, int num_threads) {
   const int64_t per = shape.size();
+  const int64_t workspace = CpuInteriorPoint::workspace_doubles(shape);
 #ifdef FASTPID_WITH_OPENMP
   if (num_threads <= 0) num_threads = omp_get_max_threads();
 #pragma omp parallel num_threads(num_threads)
 #endif
   {
-    Workspace w;
+    std::vector<double> ws(size_t(std::max<int64_t>(workspace, 1)));
+    SerialTeam team;
+    CpuAlgebra algebra;
 #ifdef FASTPID_WITH_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (int64_t b = 0; b < shape.batch; ++b) {
-      const SolveResult r =
-          solve_one(P + b * per, shape, options, w, out.coupling ? out.coupling + b * per : nullptr,
-                    out.dual1 ? out.dual1 + b * int64_t(shape.n1) * shape.ny : nullptr,
-                    out.dual2 ? out.dual2 + b * int64_t(shape.n2) * shape.ny : nullptr);
-      out.value[b] = r.value;
-      out.bound[b] = r.bound;
-      out.converged[b] = r.bound <= options.tol && std::isfinite(r.value);
-      out.iterations[b] = r.iterations;
+      CpuInteriorPoint solver(team, shape, options, ws.data(), algebra);
+      solver.solve(P + b * per, outputs_of(out, shape, b));
     }
   }
 }

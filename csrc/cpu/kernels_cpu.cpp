@@ -1,9 +1,11 @@
-// The OpenMP drivers of the team kernel bodies (proxy.hpp, refine.hpp), and their runs on the
-// CPU test executor.
+// The OpenMP drivers of the team kernel bodies (proxy.hpp, refine.hpp), and the runs of every
+// kernel body the CUDA driver runs (proxy, refine, exact with the team algebra) on the CPU test
+// executor.
 #include <stdexcept>
 #include <string>
 
 #include "batch_cpu.hpp"
+#include "fastpid/exact_team_algebra.hpp"
 #include "fastpid/proxy.hpp"
 #include "fastpid/refine.hpp"
 #include "team_executor.hpp"
@@ -51,12 +53,14 @@ void team_executor_cpu(const char* kernel, const double* P, Shape shape, SolverO
     run_batch_fibers<ProxyKernel>(P, shape, options, out, team_size, seed, workers);
   else if (name == "refine")
     run_batch_fibers<RefineKernel>(P, shape, options, out, team_size, seed, workers);
+  else if (name == "exact")
+    run_batch_fibers<ExactKernel>(P, shape, options, out, team_size, seed, workers);
   else if (name == "selftest_race")
     run_batch_fibers<SelftestRaceKernel>(P, shape, options, out, team_size, seed, workers);
   else if (name == "selftest_divergent")
     run_batch_fibers<SelftestDivergentKernel>(P, shape, options, out, team_size, seed, workers);
   else
-    throw std::invalid_argument("team executor: unknown kernel '" + name + "' (proxy, refine, selftest_race or selftest_divergent)");
+    throw std::invalid_argument("team executor: unknown kernel '" + name + "' (proxy, refine, exact, selftest_race or selftest_divergent)");
 }
 
 }  // namespace fastpid

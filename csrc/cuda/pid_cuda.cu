@@ -1,5 +1,6 @@
-// CUDA executor of fastpid's kernel bodies (proxy.hpp, refine.hpp): the very code the CPU
-// runs, with a thread block as the team. A persistent grid of blocks walks the batch, each
+// CUDA executor of fastpid's kernel bodies (proxy.hpp, refine.hpp, exact.hpp with the team
+// algebra of exact_team_algebra.hpp): the very code the CPU test executor runs, with a thread
+// block as the team. A persistent grid of blocks walks the batch, each
 // block with its own workspace in global memory; launched on the caller's stream; every
 // launch is checked. Inputs and outputs are device pointers owned by the Python layer (torch).
 #include <cuda_runtime.h>
@@ -8,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "fastpid/exact_team_algebra.hpp"
 #include "fastpid/pid.hpp"
 #include "fastpid/pid_cuda.hpp"
 #include "fastpid/proxy.hpp"
@@ -91,7 +93,14 @@ CudaPlan plan_for(Shape shape, int threads) {
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
   check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, batch_kernel<Kernel>, threads, 0),
         "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-  plan.blocks = int(std::max<int64_t>(1, std::min<int64_t>(shape.batch, int64_t(sms) * std::max(per_sm, 1))));
+  int64_t blocks = std::min<int64_t>(shape.batch, int64_t(sms) * std::max(per_sm, 1));
+  // The workspace of every resident block is allocated at once (by the caller, from torch):
+  // at most half of the free device memory, so that large shapes run with fewer blocks
+  // instead of failing (the exact solver's Schur complement is (min(n1, n2) ny)^2 doubles).
+  size_t free_bytes = 0, total_bytes = 0;
+  check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  const int64_t affordable = int64_t(free_bytes / 2 / sizeof(double)) / plan.workspace_per_block;
+  plan.blocks = int(std::max<int64_t>(1, std::min<int64_t>(blocks, affordable)));
   return plan;
 }
 
@@ -110,7 +119,8 @@ void launch(const double* P, Shape shape, SolverOptions opt, SolveOutputs out, d
 CudaPlan cuda_plan(const std::string& kernel, Shape shape) {
   if (kernel == "proxy") return plan_for<ProxyKernel>(shape, 128);
   if (kernel == "refine") return plan_for<RefineKernel>(shape, shape.n1 * shape.n2 > 256 ? 256 : 128);
-  throw std::invalid_argument("unknown CUDA kernel '" + kernel + "' (proxy or refine)");
+  if (kernel == "exact") return plan_for<ExactKernel>(shape, shape.n1 * shape.n2 > 256 ? 256 : 128);
+  throw std::invalid_argument("unknown CUDA kernel '" + kernel + "' (proxy, refine or exact)");
 }
 
 void cuda_launch(const std::string& kernel, const double* P, Shape shape, SolverOptions opt, SolveOutputs out,
@@ -119,8 +129,10 @@ void cuda_launch(const std::string& kernel, const double* P, Shape shape, Solver
     launch<ProxyKernel>(P, shape, opt, out, workspace, plan, stream);
   else if (kernel == "refine")
     launch<RefineKernel>(P, shape, opt, out, workspace, plan, stream);
+  else if (kernel == "exact")
+    launch<ExactKernel>(P, shape, opt, out, workspace, plan, stream);
   else
-    throw std::invalid_argument("unknown CUDA kernel '" + kernel + "' (proxy or refine)");
+    throw std::invalid_argument("unknown CUDA kernel '" + kernel + "' (proxy, refine or exact)");
 }
 
 }  // namespace fastpid

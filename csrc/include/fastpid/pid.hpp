@@ -66,7 +66,8 @@ void refine_cpu(const double* P, Shape shape, SolverOptions options, SolveOutput
 
 // The kernel bodies run by the CPU test executor with a team of `team_size` fibers in
 // shuffled order, for tests of the GPU execution model, over a simulated grid of `workers`
-// blocks walking the batch as the CUDA driver does. kernel: "proxy", "refine", or the
+// blocks walking the batch as the CUDA driver does. kernel: "proxy", "refine", "exact" (the
+// interior-point method with the team algebra of exact_team_algebra.hpp), or the
 // executor's self-tests "selftest_race" and "selftest_divergent" (bodies that break the team
 // contract on purpose).
 void team_executor_cpu(const char* kernel, const double* P, Shape shape, SolverOptions options,

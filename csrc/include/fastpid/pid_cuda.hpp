@@ -17,7 +17,8 @@ struct CudaPlan {
   int64_t workspace_per_block = 1;
 };
 
-// kernel: "proxy" or "refine" (the kernel bodies of proxy.hpp and refine.hpp).
+// kernel: "proxy", "refine" or "exact" (the kernel bodies of proxy.hpp, refine.hpp and
+// exact_team_algebra.hpp).
 CudaPlan cuda_plan(const std::string& kernel, Shape shape);
 
 // Enqueues the kernel on `stream`; returns without synchronising.

@@ -482,11 +482,8 @@ FASTPID_HD void Refiner<Team>::factorize() {
   t.sync();
   const int64_t pairs = int64_t(nB) * (nB + 1) / 2;
   for (int64_t q = rank(); q < pairs; q += T()) {
-    // q -> (j, k) with k <= j
-    int j = int((::sqrt(8.0 * double(q) + 1.0) - 1.0) / 2.0);
-    while (tri(j, 0) > q) --j;
-    while (tri(j + 1, 0) <= q) ++j;
-    const int k = int(q - tri(j, 0));
+    int j, k;
+    tri_unindex(q, j, k);
     double* kq = K + q * ny;
     for (int y = 0; y < ny; ++y) kq[y] = 0.0;
     for (int i = 0; i < nA; ++i) {

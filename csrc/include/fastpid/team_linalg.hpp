@@ -72,6 +72,14 @@ FASTPID_HD void cells_t_times(Team& team, const double* R, const double* Y, doub
 // Packed lower-triangular index of (j, k), k <= j.
 FASTPID_HD inline int64_t tri(int j, int k) { return int64_t(j) * (j + 1) / 2 + k; }
 
+// The inverse of tri: (j, k) of the packed index q.
+FASTPID_HD inline void tri_unindex(int64_t q, int& j, int& k) {
+  j = int((::sqrt(8.0 * double(q) + 1.0) - 1.0) / 2.0);
+  while (tri(j, 0) > q) --j;  // the square root's rounding, either way
+  while (tri(j + 1, 0) <= q) ++j;
+  k = int(q - tri(j, 0));
+}
+
 // In-place Cholesky factorisation of ny symmetric positive definite n x n matrices stored as
 // K[tri(j, k) * ny + y] (packed lower triangle, labels fastest). A pivot that is not safely
 // positive (a direction the system does not determine) is replaced by a huge value, which
@@ -163,10 +171,17 @@ FASTPID_HD void inverse_by_label(Team& team, const double* K, int n, int ny, dou
 
 // In-place Cholesky factorisation of the symmetric positive definite n x n matrix A (row-major,
 // lower triangle used). Pivots that are not safely positive are replaced by a huge value, as
-// in cholesky_by_label. The serial schedule is left-looking (contiguous dot products); a
-// parallel team is right-looking, each rank owning whole rows of the trailing update.
+// in cholesky_by_label: d <= 1e-300 by default, or with `scale`, d <= rel * scale[k] (scale: a
+// copy of the diagonal taken before factorisation), replaced by `huge`. The serial schedule is
+// left-looking (contiguous dot products); a parallel team is right-looking, each rank owning
+// whole rows of the trailing update.
 template <class Team>
-FASTPID_HD void cholesky_team(Team& team, double* A, int n) {
+FASTPID_HD void cholesky_team(Team& team, double* A, int n, const double* scale = nullptr, double rel = 0.0,
+                              double huge = 1e150) {
+  auto pivot = [&](double d, int k) {
+    const double floor = scale ? rel * scale[k] : 1e-300;
+    return d > floor ? ::sqrt(d) : huge;
+  };
   if constexpr (Team::kSerial) {
     for (int j = 0; j < n; ++j) {
       double* rj = A + int64_t(j) * n;
@@ -175,13 +190,13 @@ FASTPID_HD void cholesky_team(Team& team, double* A, int n) {
         double v = rj[k];
         for (int m = 0; m < k; ++m) v -= rj[m] * rk[m];
         if (k < j) rj[k] = v / rk[k];
-        else rj[j] = v > 1e-300 ? ::sqrt(v) : 1e150;
+        else rj[j] = pivot(v, j);
       }
     }
   } else {
     for (int k = 0; k < n; ++k) {
       double* rk = A + int64_t(k) * n;
-      if (team.rank() == 0) rk[k] = rk[k] > 1e-300 ? ::sqrt(rk[k]) : 1e150;
+      if (team.rank() == 0) rk[k] = pivot(rk[k], k);
       team.sync();
       const double pivot = rk[k];
       for (int i = k + 1 + team.rank(); i < n; i += team.size()) A[int64_t(i) * n + k] /= pivot;

@@ -1,0 +1,670 @@
+// method="exact": a primal-dual interior-point method on the dual problem
+//
+//     max_{alpha, beta}  sum alpha(x1,y) P(x1,y) + sum beta(x2,y) P(x2,y)
+//     s.t.  s_c = -logsumexp_y(alpha(x1,y) + beta(x2,y)) >= 0   for every cell c = (x1, x2)
+//
+// whose multipliers m_c are the cell masses of the optimal coupling,
+// Q(x1,x2,y) = m_c softmax_y(alpha + beta). Only the entries with P(x1,y) > 0 and P(x2,y) > 0
+// are variables ("triples"); the rest of Q is zero in every feasible coupling.
+//
+// Written once for every executor (DESIGN.md section 4): InteriorPoint<Team, Algebra> is the
+// algorithm (structure of the distribution, start, Mehrotra predictor-corrector steps,
+// certificate, outputs), every loop strided over a team. The Newton systems are the only part
+// that differs per device, behind the Algebra interface:
+//     prepare(team, st, opt)          once per distribution, after the structure is built
+//     factorize(team, st, m, s, p)    the Newton matrix sum_c E_c Z_c E_c^T (below)
+//     solve(team, st, rhs, x)         x = H^-1 rhs on the N = nA + nB dual variables
+// CpuAlgebra (csrc/cpu/exact_cpu.cpp: tuned serial kernels, an elimination chosen per
+// distribution) is what the OpenMP driver runs; TeamAlgebra (exact_team_algebra.hpp) is what
+// the CUDA driver and the CPU test executor run.
+//
+// Each Newton system has (n1 + n2) ny unknowns. Its matrix is sum_c E_c Z_c E_c^T with
+// Z_c = diag(Q_c) + (m_c / s_c - m_c) p_c p_c^T, where E_c scatters the triples of cell c to
+// their alpha and beta entries. One beta per label is pinned (held at its value) to fix the
+// gauge freedom (alpha + c(y), beta - c(y)).
+//
+// Every iteration also produces a certificate: the dual point is made feasible, and the
+// coupling is rounded exactly onto the marginal constraints (per label, scale rows and columns
+// down, then add the rank-one correction of the remaining mass), so
+//     dual objective <= optimum <= f(rounded coupling)
+// and their difference is the certified bound on every PID atom.
+#pragma once
+#include <cmath>
+
+#include "fastpid/team.hpp"
+
+namespace fastpid {
+
+namespace exact_detail {
+constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule for m and s
+constexpr double kMaxDualMove = 2.0;      // nats per iteration, for any dual variable (see below)
+constexpr double kInfinity = HUGE_VAL;
+}  // namespace exact_detail
+
+// Cuts one workspace (doubles) into typed arrays; with a null base it only counts, so the same
+// code gives the workspace size before launch and the pointers inside the kernel.
+struct Carver {
+  double* base;
+  int64_t used = 0;
+  FASTPID_HD explicit Carver(double* b) : base(b) {}
+  FASTPID_HD double* doubles(int64_t n) {
+    double* r = base ? base + used : nullptr;
+    used += n;
+    return r;
+  }
+  FASTPID_HD int* ints(int64_t n) {  // doubles are at least as aligned as ints
+    int* r = base ? reinterpret_cast<int*>(base + used) : nullptr;
+    used += (n + 1) / 2;
+    return r;
+  }
+};
+
+// Sparse structure of one distribution, in the internal orientation: side x1 has the alpha
+// variables (eliminated first on the sources' path), side x2 the beta variables, the side with
+// fewer variables (the sides are swapped when that is the caller's x1). Views into the
+// workspace, sized for the worst case of the shape.
+struct ExactStructure {
+  int n1 = 0, n2 = 0, ny = 0;
+  bool swapped = false;              // internal x1 is the caller's x2
+  int nA = 0, nB = 0, C = 0, T = 0;  // alpha and beta variables, cells, triples
+  int* a_start;        // (n1 + 1): alpha variables of x1 are a_start[x1] .. (increasing y)
+  int* a_index;        // (n1 * ny): variable of (x1, y), or -1
+  int* a_y;            // (nA): label of each alpha variable
+  int* b_index;        // (n2 * ny): variable of (x2, y), or -1
+  int* b_x;            // (nB): x2 of each beta variable
+  int* b_y;            // (nB): label of each beta variable
+  int* pinned;         // (nB): beta variables held fixed to remove the gauge
+  int* cell_start;     // (C + 1): triples of cell c (cells sorted by x1, then x2)
+  int* cell_x1;        // (C)
+  int* cell_x2;        // (C)
+  int* x1_cell_start;  // (n1 + 1): cells of x1
+  int* t_a;            // (T): triple -> alpha variable
+  int* t_b;            // (T): triple -> beta variable
+  int* t_y;            // (T): triple -> label
+  int* t_c;            // (T): triple -> cell
+  int* triple_of;      // (n1 * n2 * ny): triple of (x1, x2, y), or -1
+  double* pa;          // (nA): marginal mass of each alpha variable
+  double* pb;          // (nB)
+  double* y_mass;      // (ny)
+  FASTPID_HD int cells() const { return C; }
+  FASTPID_HD int triples() const { return T; }
+  FASTPID_HD int triple(int x1, int x2, int y) const { return triple_of[(int64_t(x1) * n2 + x2) * ny + y]; }
+
+  FASTPID_HD void carve(Carver& cv, Shape s) {
+    const int64_t nmax = s.n1 > s.n2 ? s.n1 : s.n2;
+    const int64_t side = nmax * s.ny, cells = int64_t(s.n1) * s.n2, entries = s.size();
+    a_start = cv.ints(nmax + 1);
+    a_index = cv.ints(side);
+    a_y = cv.ints(side);
+    b_index = cv.ints(side);
+    b_x = cv.ints(side);
+    b_y = cv.ints(side);
+    pinned = cv.ints(side);
+    cell_start = cv.ints(cells + 1);
+    cell_x1 = cv.ints(cells);
+    cell_x2 = cv.ints(cells);
+    x1_cell_start = cv.ints(nmax + 1);
+    t_a = cv.ints(entries);
+    t_b = cv.ints(entries);
+    t_y = cv.ints(entries);
+    t_c = cv.ints(entries);
+    triple_of = cv.ints(entries);
+    pa = cv.doubles(side);
+    pb = cv.doubles(side);
+    y_mass = cv.doubles(s.ny);
+  }
+};
+
+template <class Team, class Algebra>
+class InteriorPoint {
+ public:
+  // Workspace of the algorithm itself (the algebra brings its own), in doubles.
+  static FASTPID_HD int64_t workspace_doubles(Shape s) {
+    Carver cv(nullptr);
+    Arrays a;
+    a.carve(cv, s);
+    return cv.used;
+  }
+
+  FASTPID_HD InteriorPoint(Team& team, Shape shape, SolverOptions opt, double* ws, Algebra& algebra)
+      : t(team), shape(shape), opt(opt), alg(algebra) {
+    Carver cv(ws);
+    w.carve(cv, shape);
+  }
+
+  FASTPID_HD void solve(const double* P, DistOutputs out);
+
+ private:
+  struct Arrays {
+    ExactStructure st;
+    double *marg1, *marg2;                          // caller-orientation marginals
+    int* counts;                                    // scalars rank 0 publishes to the team
+    int* cell_id;                                   // (n1 * n2): cell of (x1, x2), or -1
+    double *lam, *rd, *rhs, *dlam, *best_lam;       // (N)
+    double *m, *s, *s_true, *ds, *dm, *target, *comp;  // (C)
+    double *p, *q, *q_round, *best_q, *tval;        // (T)
+    double *row_sum, *col_sum, *y_norm, *x1_violation, *x1_mass;
+    FASTPID_HD void carve(Carver& cv, Shape sh) {
+      st.carve(cv, sh);
+      const int64_t nmax = sh.n1 > sh.n2 ? sh.n1 : sh.n2;
+      const int64_t side = nmax * sh.ny, N = int64_t(sh.n1 + sh.n2) * sh.ny;
+      const int64_t C = int64_t(sh.n1) * sh.n2, T = sh.size();
+      marg1 = cv.doubles(int64_t(sh.n1) * sh.ny);
+      marg2 = cv.doubles(int64_t(sh.n2) * sh.ny);
+      counts = cv.ints(8);
+      cell_id = cv.ints(C);
+      lam = cv.doubles(N); rd = cv.doubles(N); rhs = cv.doubles(N); dlam = cv.doubles(N); best_lam = cv.doubles(N);
+      m = cv.doubles(C); s = cv.doubles(C); s_true = cv.doubles(C); ds = cv.doubles(C); dm = cv.doubles(C);
+      target = cv.doubles(C); comp = cv.doubles(C);
+      p = cv.doubles(T); q = cv.doubles(T); q_round = cv.doubles(T); best_q = cv.doubles(T); tval = cv.doubles(T);
+      row_sum = cv.doubles(side); col_sum = cv.doubles(side); y_norm = cv.doubles(sh.ny);
+      x1_violation = cv.doubles(nmax); x1_mass = cv.doubles(nmax);
+    }
+  };
+
+  Team& t;
+  const Shape shape;
+  const SolverOptions opt;
+  Algebra& alg;
+  Arrays w;
+
+  FASTPID_HD int rank() const { return t.rank(); }
+  FASTPID_HD int T() const { return t.size(); }
+  FASTPID_HD int N() const { return w.st.nA + w.st.nB; }
+
+  FASTPID_HD void build(const double* P);
+  FASTPID_HD void start();
+  FASTPID_HD void cell_slacks();
+  FASTPID_HD void subtract_triples(const double* init_a, const double* init_b, const double* val, double* out);
+  FASTPID_HD void triple_sums(const double* val, double* out, bool rows, bool cols);
+  FASTPID_HD void rows_then_columns_scaled();
+  FASTPID_HD double rounded_objective();
+  FASTPID_HD double shifted_dual();
+  FASTPID_HD void direction();
+  FASTPID_HD double step_length();
+  FASTPID_HD void write(DistOutputs out, double best_f, double best_dual, int it);
+};
+
+// ---------------------------------------------------------------------------------------
+// The structure: marginals (parallel), variable numbering and the cell list (prefix sums by
+// rank 0, published through w.counts), triples (parallel over candidate cells).
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::build(const double* P) {
+  const int n1 = shape.n1, n2 = shape.n2, ny = shape.ny;
+  ExactStructure& st = w.st;
+  double c1 = 0, c2 = 0;
+  for (int64_t e = rank(); e < int64_t(n1) * ny; e += T()) {
+    const int x1 = int(e / ny), y = int(e % ny);
+    double v = 0;
+    for (int x2 = 0; x2 < n2; ++x2) v += P[(int64_t(x1) * n2 + x2) * ny + y];
+    w.marg1[e] = v;
+    c1 += v > 0;
+  }
+  for (int64_t e = rank(); e < int64_t(n2) * ny; e += T()) {
+    const int x2 = int(e / ny), y = int(e % ny);
+    double v = 0;
+    for (int x1 = 0; x1 < n1; ++x1) v += P[(int64_t(x1) * n2 + x2) * ny + y];
+    w.marg2[e] = v;
+    c2 += v > 0;
+  }
+  c1 = t.sum(c1);
+  c2 = t.sum(c2);
+  // Keep the side with fewer variables in the dense Schur complement.
+  st.swapped = c2 > c1;
+  const double* ma = st.swapped ? w.marg2 : w.marg1;
+  const double* mb = st.swapped ? w.marg1 : w.marg2;
+  st.n1 = st.swapped ? n2 : n1;
+  st.n2 = st.swapped ? n1 : n2;
+  st.ny = ny;
+  const int N1 = st.n1, N2 = st.n2;
+  t.sync();
+  if (rank() == 0) {
+    int nA = 0;
+    for (int x1 = 0; x1 < N1; ++x1) {
+      st.a_start[x1] = nA;
+      for (int y = 0; y < ny; ++y) {
+        const double v = ma[int64_t(x1) * ny + y];
+        st.a_index[int64_t(x1) * ny + y] = v > 0 ? nA : -1;
+        if (v > 0) st.a_y[nA] = y, st.pa[nA++] = v;
+      }
+    }
+    st.a_start[N1] = nA;
+    int nB = 0;
+    for (int x2 = 0; x2 < N2; ++x2)
+      for (int y = 0; y < ny; ++y) {
+        const double v = mb[int64_t(x2) * ny + y];
+        st.b_index[int64_t(x2) * ny + y] = v > 0 ? nB : -1;
+        if (v > 0) st.b_x[nB] = x2, st.b_y[nB] = y, st.pb[nB++] = v;
+      }
+    for (int y = 0; y < ny; ++y) {
+      double mass = 0;
+      for (int x2 = 0; x2 < N2; ++x2) mass += mb[int64_t(x2) * ny + y];
+      st.y_mass[y] = mass;
+    }
+    // Pin, for every label, the beta variable of largest mass.
+    for (int b = 0; b < nB; ++b) st.pinned[b] = 0;
+    for (int y = 0; y < ny; ++y) {
+      int best = -1;
+      double best_mass = 0;
+      for (int x2 = 0; x2 < N2; ++x2) {
+        const int b = st.b_index[int64_t(x2) * ny + y];
+        if (b >= 0 && st.pb[b] > best_mass) best = b, best_mass = st.pb[b];
+      }
+      if (best >= 0) st.pinned[best] = 1;
+    }
+    w.counts[0] = nA;
+    w.counts[1] = nB;
+  }
+  t.sync();
+  st.nA = w.counts[0];
+  st.nB = w.counts[1];
+  for (int64_t cc = rank(); cc < int64_t(N1) * N2; cc += T()) {
+    const int x1 = int(cc / N2), x2 = int(cc % N2);
+    int n = 0;
+    for (int y = 0; y < ny; ++y) n += st.a_index[int64_t(x1) * ny + y] >= 0 && st.b_index[int64_t(x2) * ny + y] >= 0;
+    w.cell_id[cc] = n;
+  }
+  t.sync();
+  if (rank() == 0) {
+    int C = 0, Tn = 0;
+    for (int x1 = 0; x1 < N1; ++x1) {
+      st.x1_cell_start[x1] = C;
+      for (int x2 = 0; x2 < N2; ++x2) {
+        const int64_t cc = int64_t(x1) * N2 + x2;
+        const int n = w.cell_id[cc];
+        if (n == 0) {
+          w.cell_id[cc] = -1;
+          continue;
+        }
+        st.cell_start[C] = Tn;
+        st.cell_x1[C] = x1;
+        st.cell_x2[C] = x2;
+        w.cell_id[cc] = C++;
+        Tn += n;
+      }
+    }
+    st.x1_cell_start[N1] = C;
+    st.cell_start[C] = Tn;
+    w.counts[2] = C;
+    w.counts[3] = Tn;
+  }
+  t.sync();
+  st.C = w.counts[2];
+  st.T = w.counts[3];
+  for (int64_t cc = rank(); cc < int64_t(N1) * N2; cc += T()) {
+    const int x1 = int(cc / N2), x2 = int(cc % N2), c = w.cell_id[cc];
+    int tr = c >= 0 ? st.cell_start[c] : 0;
+    for (int y = 0; y < ny; ++y) {
+      const int a = st.a_index[int64_t(x1) * ny + y], b = st.b_index[int64_t(x2) * ny + y];
+      if (a < 0 || b < 0) {
+        st.triple_of[cc * ny + y] = -1;
+        continue;
+      }
+      st.triple_of[cc * ny + y] = tr;
+      st.t_a[tr] = a;
+      st.t_b[tr] = b;
+      st.t_y[tr] = y;
+      st.t_c[tr] = c;
+      ++tr;
+    }
+  }
+  t.sync();
+}
+
+// Start: the dual point of the closed-form proxy, alpha = log P(y|x1) - log 2 (strictly
+// feasible), beta = log P(x2|y), and cell masses of the proxy coupling.
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::start() {
+  const ExactStructure& st = w.st;
+  const int nA = st.nA, C = st.C;
+  for (int64_t v = rank(); v < N(); v += T()) w.rd[v] = w.rhs[v] = w.dlam[v] = w.best_lam[v] = 0.0;
+  for (int64_t c = rank(); c < C; c += T()) w.ds[c] = w.dm[c] = w.target[c] = w.comp[c] = 0.0;
+  for (int64_t tr = rank(); tr < st.T; tr += T()) w.q[tr] = w.q_round[tr] = w.best_q[tr] = 0.0;
+  for (int x1 = rank(); x1 < st.n1; x1 += T()) {
+    double mass = 0;
+    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) mass += st.pa[a];
+    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) w.lam[a] = ::log(st.pa[a] / mass) - ::log(2.0);
+  }
+  for (int64_t b = rank(); b < st.nB; b += T()) w.lam[nA + b] = ::log(st.pb[b] / st.y_mass[st.b_y[b]]);
+  for (int64_t c = rank(); c < C; c += T()) {
+    double mass = 0;
+    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr)
+      mass += st.pa[st.t_a[tr]] * st.pb[st.t_b[tr]] / st.y_mass[st.t_y[tr]];
+    w.m[c] = mass + 1e-3 / C;
+  }
+  t.sync();
+  cell_slacks();
+  for (int64_t c = rank(); c < C; c += T()) w.s[c] = w.s_true[c];
+  t.sync();
+}
+
+// s_c = -logsumexp over the cell's triples of lam_a + lam_b (into s_true), and the softmax p.
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::cell_slacks() {
+  const ExactStructure& st = w.st;
+  const double* lam = w.lam;
+  for (int64_t c = rank(); c < st.C; c += T()) {
+    const int t0 = st.cell_start[c], t1 = st.cell_start[c + 1];
+    double zmax = -exact_detail::kInfinity;
+    for (int tr = t0; tr < t1; ++tr) zmax = dmax(zmax, lam[st.t_a[tr]] + lam[st.nA + st.t_b[tr]]);
+    double sum = 0;
+    for (int tr = t0; tr < t1; ++tr) {
+      w.p[tr] = ::exp(lam[st.t_a[tr]] + lam[st.nA + st.t_b[tr]] - zmax);
+      sum += w.p[tr];
+    }
+    const double inv = 1.0 / sum;
+    for (int tr = t0; tr < t1; ++tr) w.p[tr] *= inv;
+    w.s_true[c] = -(zmax + ::log(sum));
+  }
+  t.sync();
+}
+
+// out[v] = init[v] - (sum of val over the triples of variable v), for every alpha (init_a) and
+// beta (init_b) variable; out may alias init. The serial schedule scatters triple by triple;
+// a parallel team gathers per variable (each rank owns whole variables) through triple_of.
+// Both subtract in the same order (alpha: x2 increasing, beta: x1 increasing), so they agree.
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::subtract_triples(const double* init_a, const double* init_b,
+                                                                const double* val, double* out) {
+  const ExactStructure& st = w.st;
+  const int nA = st.nA, ny = st.ny;
+  if constexpr (Team::kSerial) {
+    for (int a = 0; a < nA; ++a) out[a] = init_a[a];
+    for (int b = 0; b < st.nB; ++b) out[nA + b] = init_b[b];
+    for (int tr = 0; tr < st.T; ++tr) {
+      out[st.t_a[tr]] -= val[tr];
+      out[nA + st.t_b[tr]] -= val[tr];
+    }
+  } else {
+    for (int64_t e = rank(); e < int64_t(st.n1) * ny; e += T()) {
+      const int a = st.a_index[e];
+      if (a < 0) continue;
+      const int x1 = int(e / ny), y = int(e % ny);
+      double v = init_a[a];
+      for (int x2 = 0; x2 < st.n2; ++x2) {
+        const int tr = st.triple(x1, x2, y);
+        if (tr >= 0) v -= val[tr];
+      }
+      out[a] = v;
+    }
+    for (int64_t b = rank(); b < st.nB; b += T()) {
+      const int x2 = st.b_x[b], y = st.b_y[b];
+      double v = init_b[b];
+      for (int x1 = 0; x1 < st.n1; ++x1) {
+        const int tr = st.triple(x1, x2, y);
+        if (tr >= 0) v -= val[tr];
+      }
+      out[nA + b] = v;
+    }
+  }
+  t.sync();
+}
+
+// out[v] = sum of val over the triples of variable v, for the alpha variables (rows) and/or
+// the beta variables (cols); same schedules and order as subtract_triples.
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::triple_sums(const double* val, double* out, bool rows, bool cols) {
+  const ExactStructure& st = w.st;
+  const int nA = st.nA, ny = st.ny;
+  if constexpr (Team::kSerial) {
+    if (rows)
+      for (int a = 0; a < nA; ++a) out[a] = 0.0;
+    if (cols)
+      for (int b = 0; b < st.nB; ++b) out[nA + b] = 0.0;
+    for (int tr = 0; tr < st.T; ++tr) {
+      if (rows) out[st.t_a[tr]] += val[tr];
+      if (cols) out[nA + st.t_b[tr]] += val[tr];
+    }
+  } else {
+    if (rows)
+      for (int64_t e = rank(); e < int64_t(st.n1) * ny; e += T()) {
+        const int a = st.a_index[e];
+        if (a < 0) continue;
+        const int x1 = int(e / ny), y = int(e % ny);
+        double v = 0.0;
+        for (int x2 = 0; x2 < st.n2; ++x2) {
+          const int tr = st.triple(x1, x2, y);
+          if (tr >= 0) v += val[tr];
+        }
+        out[a] = v;
+      }
+    if (cols)
+      for (int64_t b = rank(); b < st.nB; b += T()) {
+        const int x2 = st.b_x[b], y = st.b_y[b];
+        double v = 0.0;
+        for (int x1 = 0; x1 < st.n1; ++x1) {
+          const int tr = st.triple(x1, x2, y);
+          if (tr >= 0) v += val[tr];
+        }
+        out[nA + b] = v;
+      }
+  }
+  t.sync();
+}
+
+// w.q_round = w.q clipped at 0, its rows (alpha variables) scaled down to their marginals,
+// then its columns: the team schedule of the first steps of rounded_objective.
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::rows_then_columns_scaled() {
+  const ExactStructure& st = w.st;
+  double* qr = w.q_round;
+  double* sums = w.dlam;
+  for (int64_t tr = rank(); tr < st.T; tr += T()) qr[tr] = w.q[tr] > 0 ? w.q[tr] : 0.0;
+  t.sync();
+  triple_sums(qr, sums, true, false);
+  for (int64_t tr = rank(); tr < st.T; tr += T()) {
+    const double r = sums[st.t_a[tr]], target = st.pa[st.t_a[tr]];
+    if (r > target) qr[tr] *= target / r;
+  }
+  t.sync();
+  triple_sums(qr, sums, false, true);
+  for (int64_t tr = rank(); tr < st.T; tr += T()) {
+    const double c = sums[st.nA + st.t_b[tr]], target = st.pb[st.t_b[tr]];
+    if (c > target) qr[tr] *= target / c;
+  }
+  t.sync();
+}
+
+// Objective f(Q) = sum Q log(Q / m) = -H_Q(Y|X1,X2) of an exactly feasible rounding of w.q,
+// written to w.q_round (w.dlam is scratch here: the last direction has been applied).
+template <class Team, class Algebra>
+FASTPID_HD double InteriorPoint<Team, Algebra>::rounded_objective() {
+  const ExactStructure& st = w.st;
+  const int nA = st.nA, nB = st.nB, ny = st.ny;
+  double* qr = w.q_round;
+  double* sums = w.dlam;
+  rows_then_columns_scaled();
+  // Remaining row and column deficits (non-negative), corrected by a rank-one term per label.
+  triple_sums(qr, sums, true, true);
+  double* row = w.row_sum;
+  double* col = w.col_sum;
+  for (int64_t a = rank(); a < nA; a += T()) row[a] = dmax(st.pa[a] - sums[a], 0.0);
+  for (int64_t b = rank(); b < nB; b += T()) col[b] = dmax(st.pb[b] - sums[nA + b], 0.0);
+  t.sync();
+  for (int y = rank(); y < ny; y += T()) {
+    double norm = 0;
+    for (int x1 = 0; x1 < st.n1; ++x1) {
+      const int a = st.a_index[int64_t(x1) * ny + y];
+      if (a >= 0) norm += row[a];
+    }
+    w.y_norm[y] = norm;
+  }
+  t.sync();
+  for (int64_t tr = rank(); tr < st.T; tr += T()) {
+    const double norm = w.y_norm[st.t_y[tr]];
+    if (norm > 0) qr[tr] += row[st.t_a[tr]] * col[st.t_b[tr]] / norm;
+  }
+  t.sync();
+  double f = 0;
+  for (int64_t c = rank(); c < st.C; c += T()) {
+    double mass = 0, ent = 0;
+    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) {
+      mass += qr[tr];
+      ent += xlogx(qr[tr]);
+    }
+    f += ent - xlogx(mass);
+  }
+  return t.sum(f);
+}
+
+// Dual objective of lambda after lowering the alphas of each x1 by the largest LSE violation
+// of its cells (alpha(x1, .) - v shifts every LSE of x1's cells by -v), which makes it feasible.
+template <class Team, class Algebra>
+FASTPID_HD double InteriorPoint<Team, Algebra>::shifted_dual() {
+  const ExactStructure& st = w.st;
+  double dual = 0;
+  for (int x1 = rank(); x1 < st.n1; x1 += T()) {
+    double v = 0;
+    for (int c = st.x1_cell_start[x1]; c < st.x1_cell_start[x1 + 1]; ++c) v = dmax(v, -w.s_true[c]);
+    w.x1_violation[x1] = v;
+    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) dual += (w.lam[a] - v) * st.pa[a];
+  }
+  for (int64_t b = rank(); b < st.nB; b += T()) dual += w.lam[st.nA + b] * st.pb[b];
+  return t.sum(dual);
+}
+
+// Newton direction of the system
+//     sum_c m_c grad LSE_c = P,   s_c + LSE_c(lambda) = 0,   m_c s_c = target_c
+// for the targets in w.target: fills w.dlam, w.dm and w.ds.
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::direction() {
+  const ExactStructure& st = w.st;
+  for (int64_t c = rank(); c < st.C; c += T()) {
+    const double comp = (w.target[c] - w.m[c] * w.s[c] + w.m[c] * (w.s[c] - w.s_true[c])) / w.s[c];
+    w.comp[c] = comp;
+    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) w.tval[tr] = w.p[tr] * comp;
+  }
+  t.sync();
+  subtract_triples(w.rd, w.rd + st.nA, w.tval, w.rhs);
+  for (int64_t v = rank(); v < N(); v += T()) w.dlam[v] = 0.0;
+  t.sync();
+  alg.solve(t, st, w.rhs, w.dlam);
+  t.sync();
+  for (int64_t c = rank(); c < st.C; c += T()) {
+    double g = 0;
+    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr)
+      g += w.p[tr] * (w.dlam[st.t_a[tr]] + w.dlam[st.nA + st.t_b[tr]]);
+    w.ds[c] = w.s_true[c] - w.s[c] - g;
+    w.dm[c] = w.comp[c] + w.m[c] / w.s[c] * g;
+  }
+  t.sync();
+}
+
+// Longest step along (w.dm, w.ds), up to 1, that keeps every multiplier and slack positive
+// with the fraction-to-boundary rule.
+template <class Team, class Algebra>
+FASTPID_HD double InteriorPoint<Team, Algebra>::step_length() {
+  double step = 1.0;
+  for (int64_t c = rank(); c < w.st.C; c += T()) {
+    if (w.dm[c] < 0) step = dmin(step, -exact_detail::kStepToBoundary * w.m[c] / w.dm[c]);
+    if (w.ds[c] < 0) step = dmin(step, -exact_detail::kStepToBoundary * w.s[c] / w.ds[c]);
+  }
+  return -t.max(-step);
+}
+
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs out) {
+  build(P);
+  const ExactStructure& st = w.st;
+  const int nA = st.nA, C = st.C;
+  alg.prepare(t, st, opt);
+  t.sync();
+  start();
+
+  double best_f = exact_detail::kInfinity, best_dual = -exact_detail::kInfinity;
+  int it = 0;
+  for (;; ++it) {
+    // Residuals of the marginal constraints at the current point (w.s_true and w.p hold
+    // -LSE and the softmax of every cell at w.lam).
+    for (int64_t c = rank(); c < C; c += T())
+      for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) w.q[tr] = w.m[c] * w.p[tr];
+    t.sync();
+    subtract_triples(st.pa, st.pb, w.q, w.rd);
+    // Certificate. Dual: lambda made feasible (shifted_dual).
+    const double dual = shifted_dual();
+    t.sync();
+    if (dual > best_dual) {
+      best_dual = dual;
+      for (int x1 = rank(); x1 < st.n1; x1 += T())
+        for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) w.best_lam[a] = w.lam[a] - w.x1_violation[x1];
+      for (int64_t b = rank(); b < st.nB; b += T()) w.best_lam[nA + b] = w.lam[nA + b];
+    }
+    // Primal: the coupling m * p rounded exactly onto the constraints.
+    const double f = rounded_objective();
+    if (f < best_f) {
+      best_f = f;
+      for (int64_t tr = rank(); tr < st.T; tr += T()) w.best_q[tr] = w.q_round[tr];
+    }
+    t.sync();
+    if (best_f - best_dual <= opt.tol || it >= opt.max_iter || C == 0) break;
+
+    double mu = 0;
+    for (int64_t c = rank(); c < C; c += T()) mu += w.m[c] * w.s[c];
+    mu = t.sum(mu) / C;
+    alg.factorize(t, st, w.m, w.s, w.p);
+    t.sync();
+
+    // Mehrotra predictor-corrector: the affine direction chooses the centring parameter and
+    // supplies the second-order term of the complementarity products.
+    for (int64_t c = rank(); c < C; c += T()) w.target[c] = 0.0;
+    t.sync();
+    direction();
+    double step = step_length();
+    double mu_aff = 0;
+    for (int64_t c = rank(); c < C; c += T()) mu_aff += (w.m[c] + step * w.dm[c]) * (w.s[c] + step * w.ds[c]);
+    mu_aff = t.sum(mu_aff) / C;
+    const double ratio = dmin(1.0, dmax(mu_aff / mu, 0.0));
+    const double sigma = ratio * ratio * ratio;
+    for (int64_t c = rank(); c < C; c += T()) w.target[c] = sigma * mu - w.dm[c] * w.ds[c];
+    t.sync();
+    direction();
+    step = step_length();
+    // Trust region on the dual point: LSE is linear only over moderate moves, and the
+    // Newton step of a variable that carries a tiny probability can be huge.
+    double max_move = 0;
+    for (int64_t v = rank(); v < N(); v += T()) max_move = dmax(max_move, w.dlam[v] < 0 ? -w.dlam[v] : w.dlam[v]);
+    max_move = t.max(max_move);
+    if (step * max_move > exact_detail::kMaxDualMove) step = exact_detail::kMaxDualMove / max_move;
+    if (!(step > 1e-14)) break;  // no progress possible: keep the certificate reached so far
+    for (int64_t v = rank(); v < N(); v += T()) w.lam[v] += step * w.dlam[v];
+    t.sync();
+    cell_slacks();
+    for (int64_t c = rank(); c < C; c += T()) {
+      w.m[c] += step * w.dm[c];
+      w.s[c] += step * w.ds[c];
+    }
+    t.sync();
+  }
+  write(out, best_f, best_dual, it);
+}
+
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::write(DistOutputs out, double best_f, double best_dual, int it) {
+  const ExactStructure& st = w.st;
+  const int ny = st.ny;
+  if (out.coupling) {
+    for (int64_t e = rank(); e < shape.size(); e += T()) out.coupling[e] = 0.0;
+    t.sync();
+    for (int64_t tr = rank(); tr < st.T; tr += T()) {
+      const int c = st.t_c[tr], x1 = st.cell_x1[c], x2 = st.cell_x2[c];
+      const int i1 = st.swapped ? x2 : x1, i2 = st.swapped ? x1 : x2;
+      out.coupling[(int64_t(i1) * shape.n2 + i2) * ny + st.t_y[tr]] = w.best_q[tr];
+    }
+  }
+  double* da = st.swapped ? out.dual2 : out.dual1;
+  double* db = st.swapped ? out.dual1 : out.dual2;
+  if (da)
+    for (int64_t e = rank(); e < int64_t(st.n1) * ny; e += T()) da[e] = st.a_index[e] >= 0 ? w.best_lam[st.a_index[e]] : 0.0;
+  if (db)
+    for (int64_t e = rank(); e < int64_t(st.n2) * ny; e += T())
+      db[e] = st.b_index[e] >= 0 ? w.best_lam[st.nA + st.b_index[e]] : 0.0;
+  if (rank() == 0) {
+    const double bound = dmax(best_f - best_dual, 0.0);
+    *out.value = -best_f;
+    *out.bound = bound;
+    *out.converged = bound <= opt.tol && is_finite(best_f);
+    *out.iterations = it;
+  }
+}
+
+}  // namespace fastpid
