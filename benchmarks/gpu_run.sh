@@ -25,7 +25,7 @@ step "cuda tests"
 "$PY" -m pytest -q -m cuda tests -p no:cacheprovider 2>&1 | tee "$OUT/cuda-tests.log" | tail -25
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-step "compute-sanitizer (memcheck, racecheck, synccheck) on proxy and refine"
+step "compute-sanitizer (memcheck, racecheck, synccheck) on proxy, refine and exact"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck synccheck; do
     compute-sanitizer --tool "$tool" --error-exitcode 9 "$PY" -m benchmarks.bench_gpu --sanitize >"$OUT/sanitizer-$tool.log" 2>&1

@@ -192,6 +192,17 @@ PYBIND11_MODULE(_C, m) {
       py::arg("iterations"), py::arg("coupling"), py::arg("dual1"), py::arg("dual2"), py::arg("workspace"),
       py::arg("blocks"), py::arg("threads"), py::arg("workspace_per_block"), py::arg("stream"),
       "Enqueue `kernel` (proxy, refine or exact) on `stream` (device pointers; coupling and duals may be 0).");
+  m.def(
+      "cuda_value_grad",
+      [](uintptr_t grad_value, uintptr_t P, uintptr_t dual1, uintptr_t dual2, uintptr_t grad_P, int64_t batch, int n1,
+         int n2, int ny, uintptr_t stream) {
+        fastpid::cuda_value_grad(reinterpret_cast<const double*>(grad_value), reinterpret_cast<const double*>(P),
+                                 reinterpret_cast<const double*>(dual1), reinterpret_cast<const double*>(dual2),
+                                 Shape{batch, n1, n2, ny}, reinterpret_cast<double*>(grad_P), reinterpret_cast<void*>(stream));
+      },
+      py::arg("grad_value"), py::arg("P"), py::arg("dual1"), py::arg("dual2"), py::arg("grad_P"), py::arg("batch"),
+      py::arg("n1"), py::arg("n2"), py::arg("ny"), py::arg("stream"),
+      "Enqueue the backward of the value (grad_P = -grad_value (alpha + beta) where P > 0) on `stream`.");
 #endif
   m.def(
       "workspace_doubles",

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,49 @@ def test_device_side_checks_name_the_bad_distribution():
     counts[2] = 0
     with pytest.raises(ValueError, match="zero total mass"):
         check_cuda(counts, normalize=True)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_device_side_checks_report_what_the_host_checks_report(normalize):
+    # torch_ops.check_cuda (device reductions, one small copy) names the same distribution and
+    # reason as the host checks; it is plain torch, so it runs on CPU tensors here.
+    torch = pytest.importorskip("torch")
+    from fastpid._backend import check_flat
+    from fastpid.torch_ops import check_cuda
+
+    rng = np.random.default_rng(0)
+    good = rng.random((6, 2, 3, 2))
+    good /= good.sum(axis=(1, 2, 3), keepdims=True)
+    cases = []
+    for poison in ("nan", "inf", "negative", "zero", "unnormalised", "mixed"):
+        P = good.copy()
+        if poison == "nan":
+            P[4, 0, 1, 1] = np.nan
+        elif poison == "inf":
+            P[2, 1, 0, 0] = np.inf
+        elif poison == "negative":
+            P[5, 0, 0, 0] = -1e-3
+        elif poison == "zero":
+            P[1] = 0.0
+        elif poison == "unnormalised":
+            P[3] *= 2.5
+        else:  # an earlier unnormalised one and a later negative one: the negative is reported
+            P[0] *= 3.0
+            P[4, 1, 2, 1] = -0.5
+        cases.append(P)
+    def message(check, P):
+        try:
+            check(P)
+        except ValueError as error:
+            # the printed total may differ in its last digits (torch and numpy sum in different orders)
+            return re.sub(r"sums to ([0-9.e+-]+)", lambda m: f"sums to {float(m.group(1)):.9g}", str(error))
+        return None
+
+    raised = 0
+    for P in cases:
+        host = message(lambda p: check_flat(p.reshape(6, -1), (2, 3), normalize=normalize, min_rank=1), P)
+        device = message(lambda p: check_cuda(torch.tensor(p), normalize=normalize, batch_shape=(2, 3)), P)
+        assert device == host
+        raised += host is not None
+    assert raised == (5 if normalize else 6)  # normalize=True accepts the unnormalised batch
+    check_cuda(torch.tensor(good), normalize=normalize)  # no error on a good batch

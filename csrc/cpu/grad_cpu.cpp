@@ -29,7 +29,7 @@ void value_grad_cpu(const double* grad_value, const double* P, const double* dua
       for (int x2 = 0; x2 < n2; ++x2)
         for (int y = 0; y < ny; ++y) {
           const int64_t i = (int64_t(x1) * n2 + x2) * ny + y;
-          out[i] = p[i] > 0 ? -g * (a[int64_t(x1) * ny + y] + be[int64_t(x2) * ny + y]) : 0.0;
+          out[i] = value_grad_entry(g, p[i], a[int64_t(x1) * ny + y], be[int64_t(x2) * ny + y]);
         }
   }
 }

@@ -100,29 +100,42 @@ def check_flat(flat: np.ndarray, batch_shape: Tuple[int, ...] = (), *, normalize
     """The per-distribution checks of :func:`to_batch` on a float64 array (batch, ...);
     returns the distributions divided by their totals."""
     per = flat.reshape(flat.shape[0], -1)
-    checks = [
-        (~np.isfinite(per).all(axis=1), "contains NaN or infinite entries"),
-        ((per < 0).any(axis=1), "has a negative entry"),
-    ]
-    for bad, reason in checks:
+    total = per.sum(axis=1)
+    failing = bad_distributions(~np.isfinite(per).all(axis=1), (per < 0).any(axis=1), total, normalize)
+    for check, bad in enumerate(failing):
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"{_batch_index(i, batch_shape)} (batch index {i}) {reason}")
-    total = per.sum(axis=1)
-    if (total <= 0).any():
-        i = int(np.argmax(total <= 0))
-        raise ValueError(f"{_batch_index(i, batch_shape)} (batch index {i}) has zero total mass")
-    if not normalize:
-        off = np.abs(total - 1.0) > NORMALISATION_TOLERANCE
-        if off.any():
-            i = int(np.argmax(off))
-            raise ValueError(
-                f"{_batch_index(i, batch_shape)} (batch index {i}) is not normalised: it sums to "
-                f"{total[i]!r}; pass normalize=True to accept counts or unnormalised weights"
-            )
+            raise_bad_distribution(check, i, batch_shape, float(total[i]))
     # Dividing by the total also removes a rounding-level deviation from 1, so the
     # marginals the solver sees are exactly consistent.
     return flat / total.reshape((-1,) + (1,) * min_rank)
+
+
+# The input checks, in the order they are reported (the first failing check names the first
+# distribution that fails it).
+BAD_INPUT_REASONS = (
+    "contains NaN or infinite entries",
+    "has a negative entry",
+    "has zero total mass",
+    "is not normalised",
+)
+
+
+def bad_distributions(nonfinite, negative, total, normalize: bool):
+    """Per-check masks over the batch (numpy or torch alike), in BAD_INPUT_REASONS order."""
+    not_normalised = (abs(total - 1.0) > NORMALISATION_TOLERANCE) & (not normalize)
+    return nonfinite, negative, total <= 0, not_normalised
+
+
+def raise_bad_distribution(check: int, i: int, batch_shape: Tuple[int, ...], total: float):
+    """Raises the ValueError of failing check ``check`` (an index into BAD_INPUT_REASONS) for
+    flat batch index ``i``; ``total`` is that distribution's sum."""
+    where = f"{_batch_index(i, batch_shape)} (batch index {i})"
+    if check == 3:
+        raise ValueError(
+            f"{where} is not normalised: it sums to {total!r}; pass normalize=True to accept counts or unnormalised weights"
+        )
+    raise ValueError(f"{where} {BAD_INPUT_REASONS[check]}")
 
 
 def unit_of(base) -> Tuple[str, float]:

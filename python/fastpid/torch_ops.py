@@ -19,12 +19,14 @@ Conventions (see README, "Gradients"):
   division by the total is part of the autograd graph, so they are with respect to the
   unnormalised weights.
 
-CUDA tensors are accepted. With a CUDA build, "proxy" and "refine" run as CUDA kernels on
-the current stream (the same kernel bodies as the CPU, csrc/include/fastpid); "exact" runs on
-the host (one copy each way) until the CUDA interior-point solver lands.
+CUDA tensors are accepted. With a CUDA build, every method runs as a CUDA kernel on the current
+stream (the kernel bodies of csrc/include/fastpid, which the CPU tests run through the team
+executor), and so does the backward op: nothing of the solve goes through the host. The input
+checks are one reduction on the device and one copy of a few numbers to the host.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
@@ -32,10 +34,15 @@ import torch
 from torch import Tensor
 
 from . import _C
-from ._backend import NORMALISATION_TOLERANCE, check_flat
+from ._backend import bad_distributions, check_flat, raise_bad_distribution
 from .core import SCALING_ITERS, solve_flat
 
 Outputs = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+CUDA_METHODS = ("proxy", "refine", "exact")
+
+
+def _cuda_build() -> bool:
+    return bool(_C.build_info()["cuda"])
 
 
 @torch.library.custom_op("fastpid::solve", mutates_args=())
@@ -43,8 +50,9 @@ def solve(P: Tensor, tol: float, max_iter: int, method: str, coupling: bool) -> 
     """Solve every distribution of P (batch, n1, n2, ny), float64; tol in nats."""
     if P.dtype != torch.float64 or P.dim() != 4:
         raise ValueError("fastpid::solve expects a float64 tensor of shape (batch, n1, n2, ny)")
-    if P.is_cuda and method in ("proxy", "refine") and _C.build_info()["cuda"]:
-        return _solve_cuda(P, method, tol, max_iter, coupling)
+    if P.is_cuda and method in CUDA_METHODS and _cuda_build():
+        check_cuda(P)  # again here: torch.compile does not run the checks in decompose()
+        return launch_cuda(P, method, tol, max_iter, coupling)
     host = P.detach().to("cpu").contiguous().numpy()
     # Validated here as well as in decompose(), because torch.compile does not run the
     # Python-side checks before the op.
@@ -57,21 +65,33 @@ def solve(P: Tensor, tol: float, max_iter: int, method: str, coupling: bool) -> 
 
 def check_cuda(P: Tensor, normalize: bool = False, batch_shape=()) -> None:
     """The input checks of check_flat for a CUDA batch (batch, ...), without copying it to the
-    host: one reduction on the device, one small copy of the verdict; only a bad batch is
-    copied, to name the first bad distribution and the reason."""
+    host: the per-distribution checks reduced on the device to, per check, whether any
+    distribution fails it, the first that does, and that one's total; one copy of those 12
+    numbers; the ValueError names the first bad distribution and the reason as on the CPU."""
     flat = P.detach().reshape(P.shape[0], -1)
     total = flat.sum(1)
-    bad = (~torch.isfinite(flat)).any(1) | (flat < 0).any(1) | (total <= 0)
-    if not normalize:
-        bad |= (total - 1).abs() > NORMALISATION_TOLERANCE
-    if bool(bad.any()):
-        # raises with the message naming the index
-        check_flat(P.detach().to("cpu", torch.float64).numpy().reshape(P.shape[0], -1), batch_shape, normalize=normalize, min_rank=1)
+    masks = torch.stack(bad_distributions((~torch.isfinite(flat)).any(1), (flat < 0).any(1), total, normalize))
+    first = masks.to(torch.uint8).argmax(1)
+    summary = torch.cat([masks.any(1).to(torch.float64), first.to(torch.float64), total[first].to(torch.float64)]).cpu()
+    checks = len(masks)
+    for check in range(checks):
+        if summary[check]:
+            i = int(summary[checks + check])
+            raise_bad_distribution(check, i, batch_shape, float(summary[2 * checks + check]))
 
 
-def _solve_cuda(P: Tensor, method: str, tol: float, max_iter: int, coupling: bool) -> Outputs:
-    """A CUDA kernel body of the library on every distribution, on the current stream."""
-    check_cuda(P)  # again here: torch.compile does not run the checks in decompose()
+@lru_cache(maxsize=256)
+def _cuda_plan(method: str, device_index: int, batch: int, n1: int, n2: int, ny: int):
+    """Launch geometry (blocks, threads, workspace doubles per block), computed once per shape
+    and device so that a launch makes no query of the device (it can be captured in a graph)."""
+    with torch.cuda.device(device_index):
+        return _C.cuda_plan(method, batch, n1, n2, ny)
+
+
+def launch_cuda(P: Tensor, method: str, tol: float, max_iter: int, coupling: bool) -> Outputs:
+    """A CUDA kernel body of the library on every distribution of P (validated), enqueued on the
+    current stream: outputs and workspace from torch's allocator, no synchronisation, no copy to
+    the host (tests/test_cuda.py captures it in a CUDA graph)."""
     B, n1, n2, ny = P.shape
     with torch.cuda.device(P.device):
         Pc = P.detach().contiguous()
@@ -80,7 +100,7 @@ def _solve_cuda(P: Tensor, method: str, tol: float, max_iter: int, coupling: boo
         converged, iterations = empty(B, dtype=torch.uint8), empty(B, dtype=torch.int32)
         dual1, dual2 = empty(B, n1, ny), empty(B, n2, ny)
         q = empty(B, n1, n2, ny) if coupling else empty(0)
-        blocks, threads, per_block = _C.cuda_plan(method, B, n1, n2, ny)
+        blocks, threads, per_block = _cuda_plan(method, P.device.index, B, n1, n2, ny)
         workspace = empty(blocks * per_block)
         _C.cuda_launch(method, Pc.data_ptr(), B, n1, n2, ny, tol, max_iter, SCALING_ITERS, value.data_ptr(),
                        bound.data_ptr(), converged.data_ptr(), iterations.data_ptr(), q.data_ptr() if coupling else 0,
@@ -107,6 +127,14 @@ def decompose_backward(grad_value: Tensor, P: Tensor, dual1: Tensor, dual2: Tens
             dual1.detach().contiguous().numpy(), dual2.detach().contiguous().numpy(),
         )
         return torch.from_numpy(grad)
+    if P.is_cuda and _cuda_build():
+        B, n1, n2, ny = P.shape
+        with torch.cuda.device(P.device):
+            grad = torch.empty((B, n1, n2, ny), dtype=torch.float64, device=P.device)
+            g, p, d1, d2 = (t.detach().contiguous() for t in (grad_value, P, dual1, dual2))
+            _C.cuda_value_grad(g.data_ptr(), p.data_ptr(), d1.data_ptr(), d2.data_ptr(), grad.data_ptr(), B, n1, n2, ny,
+                               torch.cuda.current_stream(P.device).cuda_stream)
+        return grad
     # Other devices: the same formula in torch operations (one pass over P).
     g = -(grad_value[:, None, None, None] * (dual1[:, :, None, :] + dual2[:, None, :, :]))
     return torch.where(P > 0, g, torch.zeros_like(g))

@@ -54,6 +54,13 @@ FASTPID_HD inline double xlogx(double x) {
 #endif
 }
 
+// One entry of the backward of the value (envelope theorem, grad_cpu.cpp): the derivative
+// -(alpha(x1, y) + beta(x2, y)) times the incoming gradient g where P > 0, and 0 where P == 0.
+// Shared by the CPU loop and the CUDA kernel.
+FASTPID_HD inline double value_grad_entry(double g, double p, double alpha, double beta) {
+  return p > 0 ? -g * (alpha + beta) : 0.0;
+}
+
 // Closed-form proxy: the conditional-independence coupling Q0 = P(x1,y) P(x2,y) / P(y),
 // with the dual point alpha = log P(y|x1), beta = log P(x2|y) as its certificate.
 void proxy_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,

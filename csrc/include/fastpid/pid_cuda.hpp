@@ -25,4 +25,8 @@ CudaPlan cuda_plan(const std::string& kernel, Shape shape);
 void cuda_launch(const std::string& kernel, const double* P, Shape shape, SolverOptions opt, SolveOutputs out,
                  double* workspace, CudaPlan plan, void* stream);
 
+// Backward of the value on the device (value_grad_entry per entry of the batch), on `stream`.
+void cuda_value_grad(const double* grad_value, const double* P, const double* dual1, const double* dual2, Shape shape,
+                     double* grad_P, void* stream);
+
 }  // namespace fastpid
