@@ -529,13 +529,26 @@ FASTPID_HD double InteriorPoint<Team, Algebra>::shifted_dual() {
 template <class Team, class Algebra>
 FASTPID_HD void InteriorPoint<Team, Algebra>::direction() {
   const ExactStructure& st = w.st;
-  for (int64_t c = rank(); c < st.C; c += T()) {
-    const double comp = (w.target[c] - w.m[c] * w.s[c] + w.m[c] * (w.s[c] - w.s_true[c])) / w.s[c];
-    w.comp[c] = comp;
-    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) w.tval[tr] = w.p[tr] * comp;
+  if constexpr (Team::kSerial) {  // the steps of the parallel schedule below, fused into one pass
+    for (int v = 0; v < N(); ++v) w.rhs[v] = w.rd[v];
+    for (int c = 0; c < st.C; ++c) {
+      const double comp = (w.target[c] - w.m[c] * w.s[c] + w.m[c] * (w.s[c] - w.s_true[c])) / w.s[c];
+      w.comp[c] = comp;
+      for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) {
+        const double v = w.p[tr] * comp;
+        w.rhs[st.t_a[tr]] -= v;
+        w.rhs[st.nA + st.t_b[tr]] -= v;
+      }
+    }
+  } else {
+    for (int64_t c = rank(); c < st.C; c += T()) {
+      const double comp = (w.target[c] - w.m[c] * w.s[c] + w.m[c] * (w.s[c] - w.s_true[c])) / w.s[c];
+      w.comp[c] = comp;
+      for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) w.tval[tr] = w.p[tr] * comp;
+    }
+    t.sync();
+    subtract_triples(w.rd, w.rd + st.nA, w.tval, w.rhs);
   }
-  t.sync();
-  subtract_triples(w.rd, w.rd + st.nA, w.tval, w.rhs);
   for (int64_t v = rank(); v < N(); v += T()) w.dlam[v] = 0.0;
   t.sync();
   alg.solve(t, st, w.rhs, w.dlam);
@@ -576,10 +589,21 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs
   for (;; ++it) {
     // Residuals of the marginal constraints at the current point (w.s_true and w.p hold
     // -LSE and the softmax of every cell at w.lam).
-    for (int64_t c = rank(); c < C; c += T())
-      for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) w.q[tr] = w.m[c] * w.p[tr];
-    t.sync();
-    subtract_triples(st.pa, st.pb, w.q, w.rd);
+    if constexpr (Team::kSerial) {  // fused, as in direction()
+      for (int a = 0; a < nA; ++a) w.rd[a] = st.pa[a];
+      for (int b = 0; b < st.nB; ++b) w.rd[nA + b] = st.pb[b];
+      for (int c = 0; c < C; ++c)
+        for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) {
+          w.q[tr] = w.m[c] * w.p[tr];
+          w.rd[st.t_a[tr]] -= w.q[tr];
+          w.rd[nA + st.t_b[tr]] -= w.q[tr];
+        }
+    } else {
+      for (int64_t c = rank(); c < C; c += T())
+        for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) w.q[tr] = w.m[c] * w.p[tr];
+      t.sync();
+      subtract_triples(st.pa, st.pb, w.q, w.rd);
+    }
     // Certificate. Dual: lambda made feasible (shifted_dual).
     const double dual = shifted_dual();
     t.sync();
