@@ -175,8 +175,8 @@ class InteriorPoint {
   FASTPID_HD void build(const double* P);
   FASTPID_HD void start();
   FASTPID_HD void cell_slacks();
-  FASTPID_HD void subtract_triples(const double* init_a, const double* init_b, const double* val, double* out);
-  FASTPID_HD void triple_sums(const double* val, double* out, bool rows, bool cols);
+  FASTPID_HD void accumulate_triples(const double* init_a, const double* init_b, double sign, const double* val,
+                                     double* out, bool rows, bool cols);
   FASTPID_HD void rows_then_columns_scaled();
   FASTPID_HD double rounded_objective();
   FASTPID_HD double shifted_dual();
@@ -359,61 +359,24 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::cell_slacks() {
   t.sync();
 }
 
-// out[v] = init[v] - (sum of val over the triples of variable v), for every alpha (init_a) and
-// beta (init_b) variable; out may alias init. The serial schedule scatters triple by triple;
-// a parallel team gathers per variable (each rank owns whole variables) through triple_of.
-// Both subtract in the same order (alpha: x2 increasing, beta: x1 increasing), so they agree.
+// out[v] = init[v] + sign * (sum of val over the triples of variable v), for the alpha
+// variables (rows; init_a, or 0 when null) and/or the beta variables (cols; init_b); out may
+// alias init. The serial schedule scatters triple by triple; a parallel team gathers per
+// variable (each rank owns whole variables) through triple_of. Both add in the same order
+// (alpha: x2 increasing, beta: x1 increasing), and sign = +-1 is exact, so they agree.
 template <class Team, class Algebra>
-FASTPID_HD void InteriorPoint<Team, Algebra>::subtract_triples(const double* init_a, const double* init_b,
-                                                                const double* val, double* out) {
-  const ExactStructure& st = w.st;
-  const int nA = st.nA, ny = st.ny;
-  if constexpr (Team::kSerial) {
-    for (int a = 0; a < nA; ++a) out[a] = init_a[a];
-    for (int b = 0; b < st.nB; ++b) out[nA + b] = init_b[b];
-    for (int tr = 0; tr < st.T; ++tr) {
-      out[st.t_a[tr]] -= val[tr];
-      out[nA + st.t_b[tr]] -= val[tr];
-    }
-  } else {
-    for (int64_t e = rank(); e < int64_t(st.n1) * ny; e += T()) {
-      const int a = st.a_index[e];
-      if (a < 0) continue;
-      const int x1 = int(e / ny), y = int(e % ny);
-      double v = init_a[a];
-      for (int x2 = 0; x2 < st.n2; ++x2) {
-        const int tr = st.triple(x1, x2, y);
-        if (tr >= 0) v -= val[tr];
-      }
-      out[a] = v;
-    }
-    for (int64_t b = rank(); b < st.nB; b += T()) {
-      const int x2 = st.b_x[b], y = st.b_y[b];
-      double v = init_b[b];
-      for (int x1 = 0; x1 < st.n1; ++x1) {
-        const int tr = st.triple(x1, x2, y);
-        if (tr >= 0) v -= val[tr];
-      }
-      out[nA + b] = v;
-    }
-  }
-  t.sync();
-}
-
-// out[v] = sum of val over the triples of variable v, for the alpha variables (rows) and/or
-// the beta variables (cols); same schedules and order as subtract_triples.
-template <class Team, class Algebra>
-FASTPID_HD void InteriorPoint<Team, Algebra>::triple_sums(const double* val, double* out, bool rows, bool cols) {
+FASTPID_HD void InteriorPoint<Team, Algebra>::accumulate_triples(const double* init_a, const double* init_b, double sign,
+                                                                  const double* val, double* out, bool rows, bool cols) {
   const ExactStructure& st = w.st;
   const int nA = st.nA, ny = st.ny;
   if constexpr (Team::kSerial) {
     if (rows)
-      for (int a = 0; a < nA; ++a) out[a] = 0.0;
+      for (int a = 0; a < nA; ++a) out[a] = init_a ? init_a[a] : 0.0;
     if (cols)
-      for (int b = 0; b < st.nB; ++b) out[nA + b] = 0.0;
+      for (int b = 0; b < st.nB; ++b) out[nA + b] = init_b ? init_b[b] : 0.0;
     for (int tr = 0; tr < st.T; ++tr) {
-      if (rows) out[st.t_a[tr]] += val[tr];
-      if (cols) out[nA + st.t_b[tr]] += val[tr];
+      if (rows) out[st.t_a[tr]] += sign * val[tr];
+      if (cols) out[nA + st.t_b[tr]] += sign * val[tr];
     }
   } else {
     if (rows)
@@ -421,20 +384,20 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::triple_sums(const double* val, dou
         const int a = st.a_index[e];
         if (a < 0) continue;
         const int x1 = int(e / ny), y = int(e % ny);
-        double v = 0.0;
+        double v = init_a ? init_a[a] : 0.0;
         for (int x2 = 0; x2 < st.n2; ++x2) {
           const int tr = st.triple(x1, x2, y);
-          if (tr >= 0) v += val[tr];
+          if (tr >= 0) v += sign * val[tr];
         }
         out[a] = v;
       }
     if (cols)
       for (int64_t b = rank(); b < st.nB; b += T()) {
         const int x2 = st.b_x[b], y = st.b_y[b];
-        double v = 0.0;
+        double v = init_b ? init_b[b] : 0.0;
         for (int x1 = 0; x1 < st.n1; ++x1) {
           const int tr = st.triple(x1, x2, y);
-          if (tr >= 0) v += val[tr];
+          if (tr >= 0) v += sign * val[tr];
         }
         out[nA + b] = v;
       }
@@ -451,13 +414,13 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::rows_then_columns_scaled() {
   double* sums = w.dlam;
   for (int64_t tr = rank(); tr < st.T; tr += T()) qr[tr] = w.q[tr] > 0 ? w.q[tr] : 0.0;
   t.sync();
-  triple_sums(qr, sums, true, false);
+  accumulate_triples(nullptr, nullptr, 1.0, qr, sums, true, false);
   for (int64_t tr = rank(); tr < st.T; tr += T()) {
     const double r = sums[st.t_a[tr]], target = st.pa[st.t_a[tr]];
     if (r > target) qr[tr] *= target / r;
   }
   t.sync();
-  triple_sums(qr, sums, false, true);
+  accumulate_triples(nullptr, nullptr, 1.0, qr, sums, false, true);
   for (int64_t tr = rank(); tr < st.T; tr += T()) {
     const double c = sums[st.nA + st.t_b[tr]], target = st.pb[st.t_b[tr]];
     if (c > target) qr[tr] *= target / c;
@@ -475,7 +438,7 @@ FASTPID_HD double InteriorPoint<Team, Algebra>::rounded_objective() {
   double* sums = w.dlam;
   rows_then_columns_scaled();
   // Remaining row and column deficits (non-negative), corrected by a rank-one term per label.
-  triple_sums(qr, sums, true, true);
+  accumulate_triples(nullptr, nullptr, 1.0, qr, sums, true, true);
   double* row = w.row_sum;
   double* col = w.col_sum;
   for (int64_t a = rank(); a < nA; a += T()) row[a] = dmax(st.pa[a] - sums[a], 0.0);
@@ -547,7 +510,7 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::direction() {
       for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) w.tval[tr] = w.p[tr] * comp;
     }
     t.sync();
-    subtract_triples(w.rd, w.rd + st.nA, w.tval, w.rhs);
+    accumulate_triples(w.rd, w.rd + st.nA, -1.0, w.tval, w.rhs, true, true);
   }
   for (int64_t v = rank(); v < N(); v += T()) w.dlam[v] = 0.0;
   t.sync();
@@ -602,7 +565,7 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs
       for (int64_t c = rank(); c < C; c += T())
         for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) w.q[tr] = w.m[c] * w.p[tr];
       t.sync();
-      subtract_triples(st.pa, st.pb, w.q, w.rd);
+      accumulate_triples(st.pa, st.pb, -1.0, w.q, w.rd, true, true);
     }
     // Certificate. Dual: lambda made feasible (shifted_dual).
     const double dual = shifted_dual();
