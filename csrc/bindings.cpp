@@ -154,6 +154,20 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("grad_value"), py::arg("P"), py::arg("dual1"), py::arg("dual2"), py::arg("threads") = 0,
       "Gradient of the solved value with respect to P from the saved dual point.");
+  m.def(
+      "value_grad_grid_cpu",
+      [](const Array& grad_value, const Array& P, const Array& dual1, const Array& dual2, int blocks, int threads) {
+        const Shape s = shape_of(P);
+        if (grad_value.size() != s.batch || dual1.size() != s.batch * s.n1 * s.ny || dual2.size() != s.batch * s.n2 * s.ny)
+          throw std::invalid_argument("value_grad_grid_cpu: inconsistent shapes");
+        if (blocks < 1 || threads < 1) throw std::invalid_argument("blocks and threads must be >= 1");
+        py::array_t<double> grad({s.batch, int64_t(s.n1), int64_t(s.n2), int64_t(s.ny)});
+        fastpid::value_grad_grid_cpu(grad_value.data(), P.data(), dual1.data(), dual2.data(), s, grad.mutable_data(),
+                                     blocks, threads);
+        return grad;
+      },
+      py::arg("grad_value"), py::arg("P"), py::arg("dual1"), py::arg("dual2"), py::arg("blocks"), py::arg("threads"),
+      "The CUDA backward kernel's body (grid-stride loop) run for every thread of a simulated grid (tests).");
 #ifdef FASTPID_WITH_CUDA
   // CUDA entry points take device pointers (as integers) owned by the caller and the
   // caller's stream handle; they enqueue work and return without synchronising.

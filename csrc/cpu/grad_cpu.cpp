@@ -34,4 +34,10 @@ void value_grad_cpu(const double* grad_value, const double* P, const double* dua
   }
 }
 
+void value_grad_grid_cpu(const double* grad_value, const double* P, const double* dual1, const double* dual2,
+                         Shape shape, double* grad_P, int blocks, int threads) {
+  const int64_t stride = int64_t(blocks) * threads;
+  for (int64_t t = 0; t < stride; ++t) value_grad_strided(t, stride, grad_value, P, dual1, dual2, shape, grad_P);
+}
+
 }  // namespace fastpid

@@ -117,13 +117,8 @@ void launch(const double* P, Shape shape, SolverOptions opt, SolveOutputs out, d
 __global__ void value_grad_kernel(const double* __restrict__ grad_value, const double* __restrict__ P,
                                   const double* __restrict__ dual1, const double* __restrict__ dual2, Shape shape,
                                   double* __restrict__ grad_P) {
-  const int n1 = shape.n1, n2 = shape.n2, ny = shape.ny;
-  const int64_t per = shape.size(), total = shape.batch * per;
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t b = e / per, i = e % per;
-    const int x1 = int(i / (int64_t(n2) * ny)), x2 = int(i / ny % n2), y = int(i % ny);
-    grad_P[e] = value_grad_entry(grad_value[b], P[e], dual1[(b * n1 + x1) * ny + y], dual2[(b * n2 + x2) * ny + y]);
-  }
+  value_grad_strided(int64_t(blockIdx.x) * blockDim.x + threadIdx.x, int64_t(gridDim.x) * blockDim.x, grad_value, P,
+                     dual1, dual2, shape, grad_P);
 }
 
 }  // namespace

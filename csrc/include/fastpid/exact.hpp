@@ -59,6 +59,15 @@ struct Carver {
   }
 };
 
+// Doubles that Arrays::carve(Carver&, Shape) takes for shape s (Arrays default-constructible).
+template <class Arrays>
+FASTPID_HD int64_t carved_doubles(Shape s) {
+  Carver cv(nullptr);
+  Arrays a;
+  a.carve(cv, s);
+  return cv.used;
+}
+
 // Sparse structure of one distribution, in the internal orientation: side x1 has the alpha
 // variables (eliminated first on the sources' path), side x2 the beta variables, the side with
 // fewer variables (the sides are swapped when that is the caller's x1). Views into the
@@ -119,12 +128,7 @@ template <class Team, class Algebra>
 class InteriorPoint {
  public:
   // Workspace of the algorithm itself (the algebra brings its own), in doubles.
-  static FASTPID_HD int64_t workspace_doubles(Shape s) {
-    Carver cv(nullptr);
-    Arrays a;
-    a.carve(cv, s);
-    return cv.used;
-  }
+  static FASTPID_HD int64_t workspace_doubles(Shape s) { return carved_doubles<Arrays>(s); }
 
   FASTPID_HD InteriorPoint(Team& team, Shape shape, SolverOptions opt, double* ws, Algebra& algebra)
       : t(team), shape(shape), opt(opt), alg(algebra) {
@@ -143,7 +147,7 @@ class InteriorPoint {
     double *lam, *rd, *rhs, *dlam, *best_lam;       // (N)
     double *m, *s, *s_true, *ds, *dm, *target, *comp;  // (C)
     double *p, *q, *q_round, *best_q, *tval;        // (T)
-    double *row_sum, *col_sum, *y_norm, *x1_violation, *x1_mass;
+    double *row_sum, *col_sum, *y_norm, *x1_violation;
     FASTPID_HD void carve(Carver& cv, Shape sh) {
       st.carve(cv, sh);
       const int64_t nmax = sh.n1 > sh.n2 ? sh.n1 : sh.n2;
@@ -158,7 +162,7 @@ class InteriorPoint {
       target = cv.doubles(C); comp = cv.doubles(C);
       p = cv.doubles(T); q = cv.doubles(T); q_round = cv.doubles(T); best_q = cv.doubles(T); tval = cv.doubles(T);
       row_sum = cv.doubles(side); col_sum = cv.doubles(side); y_norm = cv.doubles(sh.ny);
-      x1_violation = cv.doubles(nmax); x1_mass = cv.doubles(nmax);
+      x1_violation = cv.doubles(nmax);
     }
   };
 

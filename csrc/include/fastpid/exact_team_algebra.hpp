@@ -34,12 +34,7 @@ constexpr double kPivotHuge = 1e64;
 template <class Team>
 class TeamAlgebra {
  public:
-  static FASTPID_HD int64_t workspace_doubles(Shape s) {
-    Carver cv(nullptr);
-    TeamAlgebra a;
-    a.carve(cv, s);
-    return cv.used;
-  }
+  static FASTPID_HD int64_t workspace_doubles(Shape s) { return carved_doubles<TeamAlgebra>(s); }
 
   FASTPID_HD TeamAlgebra() = default;
   FASTPID_HD TeamAlgebra(double* ws, Shape s) {
@@ -51,13 +46,6 @@ class TeamAlgebra {
   FASTPID_HD void factorize(Team& t, const ExactStructure& st, const double* m, const double* s, const double* p);
   FASTPID_HD void solve(Team& t, const ExactStructure& st, const double* rhs, double* x);
 
- private:
-  double* L = nullptr;      // (n1, ny, ny): per x1, the Cholesky factor of its alpha block (row stride ny)
-  double* XT = nullptr;     // (triples, ny): X^T, then L^-1 applied (row t: the triple's column of X)
-  double* S = nullptr;      // (nB, nB): the Schur complement on beta, then its factor (row-major, lower)
-  double* scale = nullptr;  // (nB): S's diagonal before factorisation, for the pivot rule
-  double* y = nullptr;      // (nA): L^-1 rhs on the alpha unknowns
-
   FASTPID_HD void carve(Carver& cv, Shape s) {
     const int64_t nmax = s.n1 > s.n2 ? s.n1 : s.n2, nmin = s.n1 > s.n2 ? s.n2 : s.n1;
     L = cv.doubles(nmax * s.ny * s.ny);
@@ -66,6 +54,13 @@ class TeamAlgebra {
     scale = cv.doubles(nmin * s.ny);
     y = cv.doubles(nmax * s.ny);
   }
+
+ private:
+  double* L = nullptr;      // (n1, ny, ny): per x1, the Cholesky factor of its alpha block (row stride ny)
+  double* XT = nullptr;     // (triples, ny): X^T, then L^-1 applied (row t: the triple's column of X)
+  double* S = nullptr;      // (nB, nB): the Schur complement on beta, then its factor (row-major, lower)
+  double* scale = nullptr;  // (nB): S's diagonal before factorisation, for the pivot rule
+  double* y = nullptr;      // (nA): L^-1 rhs on the alpha unknowns
 
   // Z_c(t, u) = d_c p_t p_u + [t == u] m_c p_t for two triples of cell c, d_c = m_c / s_c - m_c.
   static FASTPID_HD double z(const ExactStructure& st, const double* m, const double* s, const double* p, int tr, int u) {

@@ -61,6 +61,20 @@ FASTPID_HD inline double value_grad_entry(double g, double p, double alpha, doub
   return p > 0 ? -g * (alpha + beta) : 0.0;
 }
 
+// The backward over the flat entries first, first + stride, ... of the whole batch: the body
+// of the CUDA kernel (first = global thread index, stride = grid size), run by the CPU tests
+// with a simulated grid (value_grad_grid_cpu).
+FASTPID_HD inline void value_grad_strided(int64_t first, int64_t stride, const double* grad_value, const double* P,
+                                          const double* dual1, const double* dual2, Shape shape, double* grad_P) {
+  const int n1 = shape.n1, n2 = shape.n2, ny = shape.ny;
+  const int64_t per = shape.size(), total = shape.batch * per;
+  for (int64_t e = first; e < total; e += stride) {
+    const int64_t b = e / per, i = e % per;
+    const int x1 = int(i / (int64_t(n2) * ny)), x2 = int(i / ny % n2), y = int(i % ny);
+    grad_P[e] = value_grad_entry(grad_value[b], P[e], dual1[(b * n1 + x1) * ny + y], dual2[(b * n2 + x2) * ny + y]);
+  }
+}
+
 // Closed-form proxy: the conditional-independence coupling Q0 = P(x1,y) P(x2,y) / P(y),
 // with the dual point alpha = log P(y|x1), beta = log P(x2|y) as its certificate.
 void proxy_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,
@@ -89,6 +103,11 @@ void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs
 // where P > 0, and 0 where P == 0 (see grad_cpu.cpp). dual1/dual2 as in SolveOutputs.
 void value_grad_cpu(const double* grad_value, const double* P, const double* dual1, const double* dual2,
                     Shape shape, double* grad_P, int num_threads);
+
+// value_grad_strided run for every thread of a simulated grid of `blocks` x `threads`, one after
+// another (tests of the CUDA kernel's index arithmetic on the CPU).
+void value_grad_grid_cpu(const double* grad_value, const double* P, const double* dual1, const double* dual2,
+                         Shape shape, double* grad_P, int blocks, int threads);
 
 int max_threads();
 
