@@ -90,3 +90,19 @@ def test_cells_coupling_matches_the_sources(rng):
     np.testing.assert_allclose(q.sum(1), P.sum(1), atol=1e-12)  # feasible: both pairwise marginals
     np.testing.assert_allclose(q.sum(0), P.sum(0), atol=1e-12)
     np.testing.assert_allclose(q, a["coupling"][0], atol=1e-6)  # the same optimum (unique here)
+
+
+def test_sources_layouts_stacked_and_scattered_agree_with_cells(rng):
+    # The sources' elimination stacks the blocks of consecutive x1 values whose beta variables
+    # share a range into one Schur-complement update, and keeps label-sparse x1 values (betas
+    # spread far wider than their triples) in a scattered layout. Rows missing random labels
+    # give chunks of different column ranges, breaks between chunks, and scattered blocks.
+    for _ in range(6):
+        P = FAMILIES["dense"](rng, 14, 4, 5)  # x1 keeps more variables: its side is eliminated
+        for x1 in range(14):
+            keep = rng.random(5) < (0.25 if x1 % 3 == 0 else 0.8)  # every third x1 label-sparse
+            keep[rng.integers(5)] = True
+            P[x1, :, ~keep] = 0.0
+        P[:, 3, :2] = 0.0  # an x2 without the first labels: beta ranges with gaps
+        P /= P.sum()
+        assert_same_answer(P)

@@ -80,9 +80,9 @@ def test_grid_walk_of_the_cuda_driver_matches_openmp(kernel, rng):
 
 # The exact solver's kernel body (the interior-point method of exact.hpp with the team algebra)
 # against the OpenMP path (the same algorithm with the CPU's tuned algebra), both asked for
-# 1e-10 nats: their values agree to 1e-10 nats, whatever the team size and the order the ranks
-# run in. The certified bounds must be at most 2e-10 nats, not 1e-10: on about 3.5% of 20x20x6
-# histograms (39 of 1,000 measured) both paths stall between 1.0e-10 and 1.8e-10 nats, the
+# 1e-10 nats: their values agree to within their certified bounds, whatever the team size and
+# the order the ranks run in. The certified bounds must be at most 2e-10 nats, not 1e-10: on
+# about 3.5% of 20x20x6 histograms (39 of 1,000 measured) both paths stall between 1.0e-10 and 1.8e-10 nats, the
 # iterates no longer improving either side of the certificate (the same on the code before the
 # split; issue 11's "never stopping short").
 EXACT_TOL = 1e-10
@@ -93,7 +93,9 @@ def assert_exact_team_matches_cpu(P, team_size, seed):
     cpu = _C.exact_cpu(P, EXACT_TOL, 100, coupling=True, duals=True, threads=1)
     team = _C.team_executor("exact", P, EXACT_TOL, 100, team_size, seed, coupling=True, duals=True)
     assert (cpu["bound"] <= STALL_FLOOR).all() and (team["bound"] <= STALL_FLOOR).all(), (cpu["bound"], team["bound"])
-    np.testing.assert_allclose(team["value"], cpu["value"], rtol=0, atol=1e-10)
+    # Both values are certified: each lies within its own bound above the optimum, so they
+    # differ by at most the larger bound (1e-10 nats when neither path stalls).
+    assert (np.abs(team["value"] - cpu["value"]) <= 1e-12 + np.maximum(cpu["bound"], team["bound"])).all()
     # The team's coupling is exactly feasible and its certificate consistent: the dual point it
     # returns (the gradient of backward) is a certified one too.
     np.testing.assert_allclose(team["coupling"].sum(2), P.sum(2), atol=1e-15)
