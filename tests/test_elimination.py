@@ -106,3 +106,23 @@ def test_sources_layouts_stacked_and_scattered_agree_with_cells(rng):
         P[:, 3, :2] = 0.0  # an x2 without the first labels: beta ranges with gaps
         P /= P.sum()
         assert_same_answer(P)
+
+
+def test_harsh_inputs_reach_tol(rng):
+    # bench_robustness's family: shapes 1..4 per axis, entries from {0, 1e-12, 1e-9, 1e-6, 0.5, 1}
+    # times a uniform factor (exact zeros and probabilities over 12 orders of magnitude), at
+    # 1e-8 bits. Measured: 2 of 29,888 stop short (seeds 101, 202, 303), 0 of 2,986 at seed 0;
+    # before the start was raised to the tightest cell and the certificate shifted on both
+    # sides, 6 of 2,986 at seed 0 and a failure in every run of this test. Allowed here: at
+    # most 1 in 1,500, and then still certified below 1e-2 nats.
+    tol = 1e-8 * math.log(2)
+    stopped = []
+    for _ in range(1500):
+        shape = tuple(int(n) for n in rng.integers(1, 5, 3))
+        w = rng.choice([0.0, 1e-9, 1e-12, 1e-6, 1.0, 0.5], size=shape) * rng.random(shape)
+        if w.sum() <= 0:
+            continue
+        r = solve(w / w.sum(), 0, tol=tol)
+        if not r["converged"].all():
+            stopped.append((shape, float(r["bound"][0])))
+    assert len(stopped) <= 1 and all(b < 1e-2 for _, b in stopped), stopped

@@ -38,6 +38,7 @@ namespace fastpid {
 namespace exact_detail {
 constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule for m and s
 constexpr double kMaxDualMove = 2.0;      // nats per iteration, for any dual variable (see below)
+constexpr double kStartSlack = 0.1;       // slack of the tightest cell of each x1 at the start
 constexpr double kInfinity = HUGE_VAL;
 }  // namespace exact_detail
 
@@ -147,7 +148,7 @@ class InteriorPoint {
     double *lam, *rd, *rhs, *dlam, *best_lam;       // (N)
     double *m, *s, *s_true, *ds, *dm, *target, *comp;  // (C)
     double *p, *q, *q_round, *best_q, *tval;        // (T)
-    double *row_sum, *col_sum, *y_norm, *x1_violation;
+    double *row_sum, *col_sum, *y_norm, *x1_shift, *x2_shift;
     FASTPID_HD void carve(Carver& cv, Shape sh) {
       st.carve(cv, sh);
       const int64_t nmax = sh.n1 > sh.n2 ? sh.n1 : sh.n2;
@@ -162,7 +163,8 @@ class InteriorPoint {
       target = cv.doubles(C); comp = cv.doubles(C);
       p = cv.doubles(T); q = cv.doubles(T); q_round = cv.doubles(T); best_q = cv.doubles(T); tval = cv.doubles(T);
       row_sum = cv.doubles(side); col_sum = cv.doubles(side); y_norm = cv.doubles(sh.ny);
-      x1_violation = cv.doubles(nmax);
+      x1_shift = cv.doubles(nmax);
+      x2_shift = cv.doubles(nmax);
     }
   };
 
@@ -316,7 +318,8 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::build(const double* P) {
 }
 
 // Start: the dual point of the closed-form proxy, alpha = log P(y|x1) - log 2 (strictly
-// feasible), beta = log P(x2|y), and cell masses of the proxy coupling.
+// feasible), beta = log P(x2|y), alpha then raised per x1 (below), and cell masses of the
+// proxy coupling.
 template <class Team, class Algebra>
 FASTPID_HD void InteriorPoint<Team, Algebra>::start() {
   const ExactStructure& st = w.st;
@@ -335,6 +338,18 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::start() {
     for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr)
       mass += st.pa[st.t_a[tr]] * st.pb[st.t_b[tr]] / st.y_mass[st.t_y[tr]];
     w.m[c] = mass + 1e-3 / C;
+  }
+  t.sync();
+  cell_slacks();
+  // Raise the alphas of each x1 until its tightest cell has slack kStartSlack: the proxy's
+  // alphas (minus log 2) leave every cell slack by about H(X2|Y), a dual objective that far
+  // below the optimum; raised, the start is as close to the optimum as the proxy's shape
+  // allows (measured: 1 to 1.4 fewer iterations on every family, none more).
+  for (int x1 = rank(); x1 < st.n1; x1 += T()) {
+    double smin = exact_detail::kInfinity;
+    for (int c = st.x1_cell_start[x1]; c < st.x1_cell_start[x1 + 1]; ++c) smin = dmin(smin, w.s_true[c]);
+    if (smin < exact_detail::kInfinity)
+      for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) w.lam[a] += smin - exact_detail::kStartSlack;
   }
   t.sync();
   cell_slacks();
@@ -474,19 +489,33 @@ FASTPID_HD double InteriorPoint<Team, Algebra>::rounded_objective() {
   return t.sum(f);
 }
 
-// Dual objective of lambda after lowering the alphas of each x1 by the largest LSE violation
-// of its cells (alpha(x1, .) - v shifts every LSE of x1's cells by -v), which makes it feasible.
+// Dual objective of lambda made feasible and as tight as two shifts make it: the alphas of each
+// x1 move by minus the largest LSE of its cells (alpha(x1, .) - v shifts every LSE of x1's
+// cells by -v: lowered where a cell is violated, raised where all are slack), then the betas of
+// each x2 likewise over its cells. Every LSE ends <= 0 (feasible), and each x1 and x2 has a cell
+// at 0, so no single shift can raise the objective further.
 template <class Team, class Algebra>
 FASTPID_HD double InteriorPoint<Team, Algebra>::shifted_dual() {
   const ExactStructure& st = w.st;
   double dual = 0;
   for (int x1 = rank(); x1 < st.n1; x1 += T()) {
-    double v = 0;
+    double v = -exact_detail::kInfinity;
     for (int c = st.x1_cell_start[x1]; c < st.x1_cell_start[x1 + 1]; ++c) v = dmax(v, -w.s_true[c]);
-    w.x1_violation[x1] = v;
+    if (!(v > -exact_detail::kInfinity)) v = 0.0;  // no cells: no variables either
+    w.x1_shift[x1] = v;
     for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) dual += (w.lam[a] - v) * st.pa[a];
   }
-  for (int64_t b = rank(); b < st.nB; b += T()) dual += w.lam[st.nA + b] * st.pb[b];
+  t.sync();
+  for (int x2 = rank(); x2 < st.n2; x2 += T()) {
+    double v = -exact_detail::kInfinity;
+    for (int x1 = 0; x1 < st.n1; ++x1) {
+      const int c = w.cell_id[int64_t(x1) * st.n2 + x2];
+      if (c >= 0) v = dmax(v, -w.s_true[c] - w.x1_shift[x1]);
+    }
+    w.x2_shift[x2] = v > -exact_detail::kInfinity ? v : 0.0;
+  }
+  t.sync();
+  for (int64_t b = rank(); b < st.nB; b += T()) dual += (w.lam[st.nA + b] - w.x2_shift[st.b_x[b]]) * st.pb[b];
   return t.sum(dual);
 }
 
@@ -577,8 +606,8 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs
     if (dual > best_dual) {
       best_dual = dual;
       for (int x1 = rank(); x1 < st.n1; x1 += T())
-        for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) w.best_lam[a] = w.lam[a] - w.x1_violation[x1];
-      for (int64_t b = rank(); b < st.nB; b += T()) w.best_lam[nA + b] = w.lam[nA + b];
+        for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) w.best_lam[a] = w.lam[a] - w.x1_shift[x1];
+      for (int64_t b = rank(); b < st.nB; b += T()) w.best_lam[nA + b] = w.lam[nA + b] - w.x2_shift[st.b_x[b]];
     }
     // Primal: the coupling m * p rounded exactly onto the constraints.
     const double f = rounded_objective();
