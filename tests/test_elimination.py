@@ -126,3 +126,17 @@ def test_harsh_inputs_reach_tol(rng):
         if not r["converged"].all():
             stopped.append((shape, float(r["bound"][0])))
     assert len(stopped) <= 1 and all(b < 1e-2 for _, b in stopped), stopped
+
+
+@pytest.mark.parametrize("elimination", [SOURCES, CELLS])
+def test_one_distribution_on_many_threads_is_bit_identical(elimination, rng):
+    # A single distribution shares its dense updates (Schur complement, Cholesky) between the
+    # threads: each row of tiles is computed whole by one thread, in the same order, so the
+    # answer does not depend on the thread count. Orders above the parallel threshold (384):
+    # a Schur complement of 20 * 20 betas, or 20 * 21 cells.
+    P = FAMILIES["dense"](rng, 20, 21, 20)[None] if elimination == SOURCES else FAMILIES["dense"](rng, 20, 21, 40)[None]
+    one = _C.exact_cpu(P, TOL, 100, elimination=elimination, threads=1, coupling=True, duals=True)
+    two = _C.exact_cpu(P, TOL, 100, elimination=elimination, threads=2, coupling=True, duals=True)
+    assert one["converged"].all()
+    for key in ("value", "bound", "iterations", "coupling", "dual1", "dual2"):
+        np.testing.assert_array_equal(one[key], two[key])

@@ -36,35 +36,50 @@ constexpr int kRefinementSteps = 8;     // at most, per solve on the cells (see 
 // 20; depth 6 reaches only 11, which is why the blocks of many x1 are stacked, see Chunk).
 constexpr int kRows = 8, kCols = 16, kDepth = 256;
 inline int padded(int n) { return (n + kCols - 1) / kCols * kCols; }
-void syrk_lower_sub(const double* X, int k, int n, int64_t ldx, double* S, int64_t ld) {
+// One row of tiles (rows j0 .. j0 + kRows) of the update, over the rows i0 .. i1 of X.
+void syrk_tile_row(const double* X, int i0, int i1, int n, int64_t ldx, double* S, int64_t ld, int j0) {
+  const int rows = std::min(kRows, n - j0);
+  for (int jj0 = 0; jj0 < j0 + rows; jj0 += kCols) {
+    double acc[kRows][kCols] = {};
+    for (int i = i0; i < i1; ++i) {
+      const double* xi = X + int64_t(i) * ldx;
+      for (int r = 0; r < kRows; ++r) {
+        const double v = r < rows ? xi[j0 + r] : 0.0;
+#pragma omp simd
+        for (int c = 0; c < kCols; ++c) acc[r][c] += v * xi[jj0 + c];
+      }
+    }
+    if (jj0 + kCols <= j0 + 1) {  // the whole tile lies below the diagonal
+      for (int r = 0; r < rows; ++r) {
+        double* srow = S + int64_t(j0 + r) * ld + jj0;
+#pragma omp simd
+        for (int c = 0; c < kCols; ++c) srow[c] -= acc[r][c];
+      }
+    } else {  // a tile on the diagonal: keep to the lower triangle
+      for (int r = 0; r < rows; ++r) {
+        double* srow = S + int64_t(j0 + r) * ld;
+        const int lim = std::min(kCols, j0 + r + 1 - jj0);
+        for (int c = 0; c < lim; ++c) srow[jj0 + c] -= acc[r][c];
+      }
+    }
+  }
+}
+
+// Below this many columns an update is not shared between threads (a fork costs microseconds).
+constexpr int kParallelColumns = 384;
+
+void syrk_lower_sub(const double* X, int k, int n, int64_t ldx, double* S, int64_t ld, int threads = 1) {
+  const int tile_rows = (n + kRows - 1) / kRows;
   for (int i0 = 0; i0 < k; i0 += kDepth) {
     const int i1 = std::min(k, i0 + kDepth);
-    for (int j0 = 0; j0 < n; j0 += kRows) {
-      const int rows = std::min(kRows, n - j0);
-      for (int jj0 = 0; jj0 < j0 + rows; jj0 += kCols) {
-        double acc[kRows][kCols] = {};
-        for (int i = i0; i < i1; ++i) {
-          const double* xi = X + int64_t(i) * ldx;
-          for (int r = 0; r < kRows; ++r) {
-            const double v = r < rows ? xi[j0 + r] : 0.0;
-#pragma omp simd
-            for (int c = 0; c < kCols; ++c) acc[r][c] += v * xi[jj0 + c];
-          }
-        }
-        if (jj0 + kCols <= j0 + 1) {  // the whole tile lies below the diagonal
-          for (int r = 0; r < rows; ++r) {
-            double* srow = S + int64_t(j0 + r) * ld + jj0;
-#pragma omp simd
-            for (int c = 0; c < kCols; ++c) srow[c] -= acc[r][c];
-          }
-        } else {  // a tile on the diagonal: keep to the lower triangle
-          for (int r = 0; r < rows; ++r) {
-            double* srow = S + int64_t(j0 + r) * ld;
-            const int lim = std::min(kCols, j0 + r + 1 - jj0);
-            for (int c = 0; c < lim; ++c) srow[jj0 + c] -= acc[r][c];
-          }
-        }
-      }
+    if (threads > 1 && n >= kParallelColumns) {
+      // Rows of tiles own disjoint rows of S; the longest (last) rows first, dealt dynamically.
+#ifdef FASTPID_WITH_OPENMP
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+#endif
+      for (int t = 0; t < tile_rows; ++t) syrk_tile_row(X, i0, i1, n, ldx, S, ld, (tile_rows - 1 - t) * kRows);
+    } else {
+      for (int t = 0; t < tile_rows; ++t) syrk_tile_row(X, i0, i1, n, ldx, S, ld, t * kRows);
     }
   }
 }
@@ -96,11 +111,15 @@ void cholesky_unblocked(double* A, int n, int64_t ld) {
 // direction the constraints do not determine (an ill-conditioned interior-point system);
 // it is replaced by a huge value, which sets the step along that direction to zero.
 // Right-looking and blocked: most of the work is the trailing update, done by the
-// register-tiled syrk_lower_sub on a transposed copy of each panel (`panel`: kBlock * padded(n)).
-constexpr int kBlock = 24;
-void cholesky(double* A, int n, double* panel) {
-  for (int j0 = 0; j0 < n; j0 += kBlock) {
-    const int b = std::min(kBlock, n - j0), m = n - j0 - b;
+// register-tiled syrk_lower_sub on a transposed copy of each panel (`panel`: kBlockLarge * padded(n)),
+// shared by `threads` threads.
+// Panels of kBlock columns; kBlockLarge from kLargeOrder on, where the deeper trailing update
+// pays for the longer panel solve.
+constexpr int kBlock = 24, kBlockLarge = 64, kLargeOrder = 512;
+void cholesky(double* A, int n, double* panel, int threads = 1) {
+  const int block = n >= kLargeOrder ? kBlockLarge : kBlock;
+  for (int j0 = 0; j0 < n; j0 += block) {
+    const int b = std::min(block, n - j0), m = n - j0 - b;
     double* diag = A + int64_t(j0) * n + j0;
     cholesky_unblocked(diag, b, n);
     // Panel below the block, L21 = A21 L11^{-T}, solved in transposed layout (b x m in
@@ -122,7 +141,7 @@ void cholesky(double* A, int n, double* panel) {
         A[int64_t(j0 + b + i) * n + j0 + c] = pc[i];
       }
     }
-    if (m > 0) syrk_lower_sub(panel, b, m, ldp, A + int64_t(j0 + b) * n + j0 + b, n);
+    if (m > 0) syrk_lower_sub(panel, b, m, ldp, A + int64_t(j0 + b) * n + j0 + b, n, threads);
   }
 }
 
@@ -326,6 +345,7 @@ void build_label_structure(const ExactStructure& st, LabelStructure& ls) {
 struct Workspace {
   const double *m = nullptr, *s = nullptr, *p = nullptr, *rhs = nullptr;
   double* dlam = nullptr;
+  int threads = 1;  // threads that share the dense updates of one distribution (exact_cpu)
   std::vector<double> Lblocks, Xblocks, S, U, ya, panel;
   std::vector<BlockLayout> layout;  // the elimination on the sources (plan_blocks)
   std::vector<Chunk> chunks;
@@ -333,7 +353,8 @@ struct Workspace {
   bool on_cells = false;
   LabelStructure ls;
   std::vector<double> dfactor, dinv, G, wrow, t_p, cell_d, Kpp, Knp, Knn, cell_u, refine_r, refine_dx, cell_z, cell_r2, cell_dz;
-  std::vector<int> t_la, t_lb, t_c, cell_order;
+  std::vector<int> t_la, t_lb, t_c, cell_order;  // t_*: per triple in label order (LabelStructure)
+  int64_t wrow_stride = 0;                      // wrow: one row of W per thread
   int n_pos = 0, n_neg = 0;
 };
 
@@ -389,13 +410,13 @@ void factorize_sources(const ExactStructure& st, Workspace& w) {
       syrk_lower_sub_scattered(X, k, blk.nJ, ldx, st.t_b + t_first, w.S.data(), nB, w.U.data());
   }
   for (const Chunk& ch : w.chunks)  // S -= X^T X over every stacked block at once
-    syrk_lower_sub(w.Xblocks.data() + ch.x_off, ch.rows, ch.width, ch.ldx, w.S.data() + int64_t(ch.col0) * nB + ch.col0, nB);
+    syrk_lower_sub(w.Xblocks.data() + ch.x_off, ch.rows, ch.width, ch.ldx, w.S.data() + int64_t(ch.col0) * nB + ch.col0, nB, w.threads);
   for (int b = 0; b < nB; ++b)
     if (st.pinned[b]) {
       for (int j = 0; j < nB; ++j) w.S[int64_t(b) * nB + j] = w.S[int64_t(j) * nB + b] = 0.0;
       w.S[int64_t(b) * nB + b] = 1.0;
     }
-  cholesky(w.S.data(), nB, w.panel.data());
+  cholesky(w.S.data(), nB, w.panel.data(), w.threads);
 }
 
 // Solves the factorised Newton system for the right-hand side w.rhs into w.dlam.
@@ -518,38 +539,52 @@ void factorize_cells(const ExactStructure& st, Workspace& w) {
   // G(c, c') += p_t p_t' (Dinv(a, a') + Dinv(a, b') + Dinv(b, a') + Dinv(b, b')).
   double* G = w.G.data();
   std::fill(G, G + int64_t(C) * C, 0.0);
+  // Per label, its triples' local indices into t_la, t_lb, t_c, t_p (offset by the label's
+  // first triple), so that threads can then split G by rows.
   for (int y = 0; y < st.ny; ++y) {
-    const int v0 = ls.var_start[y], k = ls.var_start[y + 1] - v0;
-    const int i0 = ls.triple_start[y], n = ls.triple_start[y + 1] - i0;
-    if (k == 0 || n == 0) continue;
-    const double* inv = w.dinv.data() + ls.inv_off[y];
-    int* la = w.t_la.data();
-    int* lb = w.t_lb.data();
-    int* cell = w.t_c.data();
-    double* pt = w.t_p.data();
-    for (int i = 0; i < n; ++i) {
-      const int t = ls.triples[i0 + i];
-      la[i] = ls.var_local[st.t_a[t]];
+    const int k = ls.var_start[y + 1] - ls.var_start[y];
+    for (int i = ls.triple_start[y]; i < ls.triple_start[y + 1]; ++i) {
+      const int t = ls.triples[i];
+      w.t_la[i] = ls.var_local[st.t_a[t]];
       const int b = ls.var_local[nA + st.t_b[t]];
-      lb[i] = b >= 0 ? b : k;  // slot k of every row of W is zero
-      cell[i] = ls.t_cell[t];
-      pt[i] = w.p[t];
+      w.t_lb[i] = b >= 0 ? b : k;  // slot k of every row of W is zero
+      w.t_c[i] = ls.t_cell[t];
+      w.t_p[i] = w.p[t];
     }
-    // Row i of W = Dinv e_a(i) + Dinv e_b(i), then G(c_i, c_j) += p_i p_j (W_i(a_j) + W_i(b_j)).
-    double* W = w.wrow.data();
-    for (int i = 0; i < n; ++i) {
-      const double* ra = inv + int64_t(la[i]) * k;
-      if (lb[i] < k) {
-        const double* rb = inv + int64_t(lb[i]) * k;
-        for (int j = 0; j < k; ++j) W[j] = ra[j] + rb[j];
-      } else {
-        for (int j = 0; j < k; ++j) W[j] = ra[j];
-      }
-      W[k] = 0.0;
-      double* grow = G + int64_t(cell[i]) * C;
-      const double pi = pt[i];
+  }
+  // Row i of W = Dinv e_a(i) + Dinv e_b(i), then G(c_i, c_j) += p_i p_j (W_i(a_j) + W_i(b_j)).
+  // A thread owns a range of G's rows (cells), balanced for the lower triangle, over every label.
+  const int parts = C >= kParallelColumns ? w.threads : 1;
+#ifdef FASTPID_WITH_OPENMP
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+#endif
+  for (int part = 0; part < parts; ++part) {
+    const int row0 = int(C * std::sqrt(double(part) / parts)), row1 = int(C * std::sqrt(double(part + 1) / parts));
+    double* W = w.wrow.data() + int64_t(part) * w.wrow_stride;
+    for (int y = 0; y < st.ny; ++y) {
+      const int v0 = ls.var_start[y], k = ls.var_start[y + 1] - v0;
+      const int i0 = ls.triple_start[y], n = ls.triple_start[y + 1] - i0;
+      if (k == 0 || n == 0) continue;
+      const double* inv = w.dinv.data() + ls.inv_off[y];
+      const int* la = w.t_la.data() + i0;
+      const int* lb = w.t_lb.data() + i0;
+      const int* cell = w.t_c.data() + i0;
+      const double* pt = w.t_p.data() + i0;
+      for (int i = 0; i < n; ++i) {
+        if (cell[i] < row0 || cell[i] >= row1) continue;
+        const double* ra = inv + int64_t(la[i]) * k;
+        if (lb[i] < k) {
+          const double* rb = inv + int64_t(lb[i]) * k;
+          for (int j = 0; j < k; ++j) W[j] = ra[j] + rb[j];
+        } else {
+          for (int j = 0; j < k; ++j) W[j] = ra[j];
+        }
+        W[k] = 0.0;
+        double* grow = G + int64_t(cell[i]) * C;
+        const double pi = pt[i];
 #pragma omp simd
-      for (int j = 0; j <= i; ++j) grow[cell[j]] += pi * pt[j] * (W[la[j]] + W[lb[j]]);
+        for (int j = 0; j <= i; ++j) grow[cell[j]] += pi * pt[j] * (W[la[j]] + W[lb[j]]);
+      }
     }
   }
   // K = diag(1/d) + G with the cells of positive d first ("pos"), then negative ("neg").
@@ -570,7 +605,7 @@ void factorize_cells(const ExactStructure& st, Workspace& w) {
     for (int j = 0; j <= i; ++j) Kpp[int64_t(i) * np + j] = g(ci, w.cell_order[j]);
     Kpp[int64_t(i) * np + i] += 1.0 / w.cell_d[ci];
   }
-  if (np > 0) cholesky(Kpp, np, w.panel.data());
+  if (np > 0) cholesky(Kpp, np, w.panel.data(), w.threads);
   if (nn == 0) return;
   // X = K_np L_pp^-T (rows: negative cells), then M = X X^T - K_nn, positive definite.
   if (w.Knp.size() < size_t(nn) * np) w.Knp.resize(size_t(nn) * np);
@@ -594,7 +629,7 @@ void factorize_cells(const ExactStructure& st, Workspace& w) {
     }
     M[int64_t(i) * nn + i] -= 1.0 / w.cell_d[ci];
   }
-  cholesky(M, nn, w.panel.data());
+  cholesky(M, nn, w.panel.data(), w.threads);
 }
 
 // x = D^-1 v on the unpinned variables (pinned entries of x are 0); v and x may alias.
@@ -725,6 +760,7 @@ void solve_cells(const ExactStructure& st, Workspace& w) {
 // work for each distribution, and its storage.
 class CpuAlgebra {
  public:
+  explicit CpuAlgebra(int threads = 1) { w.threads = threads; }
   void prepare(SerialTeam&, const ExactStructure& st, const SolverOptions& opt) {
     const int C = st.cells(), N = st.nA + st.nB;
     // The cells' path does more per multiply-add (gathers, explicit inverses, refinement
@@ -734,16 +770,14 @@ class CpuAlgebra {
     if (w.on_cells) {
       LabelStructure& ls = w.ls;
       build_label_structure(st, ls);
-      int max_k = 0, max_t = 0;
-      for (int y = 0; y < st.ny; ++y) {
-        max_k = std::max(max_k, ls.var_start[y + 1] - ls.var_start[y]);
-        max_t = std::max(max_t, ls.triple_start[y + 1] - ls.triple_start[y]);
-      }
+      int max_k = 0;
+      for (int y = 0; y < st.ny; ++y) max_k = std::max(max_k, ls.var_start[y + 1] - ls.var_start[y]);
       w.dfactor.assign(int64_t(max_k) * max_k, 0.0);
       w.dinv.assign(ls.inv_off[st.ny], 0.0);
-      w.wrow.assign(2 * int64_t(max_k) + 1, 0.0);
-      for (auto* v : {&w.t_la, &w.t_lb, &w.t_c}) v->assign(max_t, 0);
-      w.t_p.assign(max_t, 0.0);
+      w.wrow_stride = 2 * int64_t(max_k) + 1;
+      w.wrow.assign(w.wrow_stride * std::max(1, w.threads), 0.0);
+      for (auto* v : {&w.t_la, &w.t_lb, &w.t_c}) v->assign(st.triples(), 0);
+      w.t_p.assign(st.triples(), 0.0);
       w.G.assign(int64_t(C) * C, 0.0);
       w.Kpp.assign(int64_t(C) * C, 0.0);
       w.Knp.clear();  // sized in factorize_cells by the number of cells with d < 0
@@ -752,7 +786,7 @@ class CpuAlgebra {
       w.cell_order.assign(C, 0);
       for (auto* v : {&w.cell_z, &w.cell_r2, &w.cell_dz}) v->assign(C, 0.0);
       for (auto* v : {&w.cell_u, &w.refine_r, &w.refine_dx}) v->assign(N, 0.0);
-      w.panel.assign(int64_t(kBlock) * padded(C), 0.0);
+      w.panel.assign(int64_t(kBlockLarge) * padded(C), 0.0);
     } else {
       int64_t l_size = 0, x_size = 0, max_nJ = 0;
       plan_blocks(st, w.layout, w.chunks, l_size, x_size);
@@ -761,7 +795,7 @@ class CpuAlgebra {
       w.Xblocks.assign(x_size, 0.0);
       w.U.assign(max_nJ, 0.0);
       w.S.assign(int64_t(st.nB) * st.nB, 0.0);
-      w.panel.assign(int64_t(kBlock) * padded(st.nB), 0.0);
+      w.panel.assign(int64_t(kBlockLarge) * padded(st.nB), 0.0);
       w.ya.assign(st.nA, 0.0);
     }
   }
@@ -796,12 +830,15 @@ void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs
   const int64_t workspace = CpuInteriorPoint::workspace_doubles(shape);
 #ifdef FASTPID_WITH_OPENMP
   if (num_threads <= 0) num_threads = omp_get_max_threads();
-#pragma omp parallel num_threads(num_threads)
+#else
+  num_threads = 1;
 #endif
-  {
+  // Each thread solves whole distributions; an orphaned `omp for` outside a parallel region
+  // runs them all on the calling thread.
+  auto solve_batch = [&](int inner_threads) {
     std::vector<double> ws(size_t(std::max<int64_t>(workspace, 1)));
     SerialTeam team;
-    CpuAlgebra algebra;
+    CpuAlgebra algebra(inner_threads);
 #ifdef FASTPID_WITH_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -809,7 +846,16 @@ void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs
       CpuInteriorPoint solver(team, shape, options, ws.data(), algebra);
       solver.solve(P + b * per, outputs_of(out, shape, b));
     }
+  };
+  if (shape.batch == 1 || num_threads == 1) {
+    // One distribution (or one thread): its dense updates are shared by the threads instead.
+    solve_batch(num_threads);
+    return;
   }
+#ifdef FASTPID_WITH_OPENMP
+#pragma omp parallel num_threads(num_threads)
+#endif
+  solve_batch(1);
 }
 
 int max_threads() {
