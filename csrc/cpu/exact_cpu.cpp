@@ -374,20 +374,47 @@ void factorize_sources(const ExactStructure& st, Workspace& w) {
     double* X = w.Xblocks.data() + bl.x_off;
     const int64_t ldx = bl.ldx;
     std::fill(L, L + int64_t(k) * k, 0.0);
+    // Z_c(t, u) = d p_t p_u + [t == u] m p_t into the alpha-alpha block of x1 (L, lower), the
+    // alpha-beta coupling (X: row of u's alpha, column of t's beta) and the beta-beta block
+    // (S, lower). Within a cell, the triples' alphas and betas both increase with the label,
+    // so "lower" is u <= t; where they are consecutive (every label of the cell present: the
+    // dense case) the rows are contiguous runs.
     for (int c = c0; c < c1; ++c) {
-      const int t0 = st.cell_start[c], t1 = st.cell_start[c + 1];
+      const int t0 = st.cell_start[c], n = st.cell_start[c + 1] - t0;
       const double m = w.m[c], d = m / w.s[c] - m;
-      for (int t = t0; t < t1; ++t) {
-        const int la = st.t_a[t] - a0, bt = st.t_b[t];
-        const int j = bl.col0 >= 0 ? bt - bl.col0 : t - t_first;
-        const double pt = w.p[t];
-        for (int u = t0; u < t1; ++u) {
-          double z = d * pt * w.p[u];
-          if (u == t) z += m * pt;
-          const int lu = st.t_a[u] - a0, bu = st.t_b[u];
-          if (lu <= la) L[int64_t(la) * k + lu] += z;  // alpha-alpha block of x1
-          X[int64_t(lu) * ldx + j] += z;                 // alpha-beta coupling
-          if (bu <= bt) w.S[int64_t(bt) * nB + bu] += z;  // beta-beta block
+      const double* pc = w.p + t0;
+      const int* ta = st.t_a + t0;
+      const int* tb = st.t_b + t0;
+      const int j0 = bl.col0 >= 0 ? tb[0] - bl.col0 : t0 - t_first;  // X column of the first triple
+      const bool runs = ta[n - 1] - ta[0] == n - 1 && tb[n - 1] - tb[0] == n - 1;
+      for (int i = 0; i < n; ++i) {
+        const double di = d * pc[i];
+        double* lrow = L + int64_t(ta[i] - a0) * k;
+        double* xrow = X + int64_t(ta[i] - a0) * ldx;
+        double* srow = w.S.data() + int64_t(tb[i]) * nB;
+        if (runs) {
+          lrow += ta[0] - a0;
+          xrow += j0;
+          srow += tb[0];
+#pragma omp simd
+          for (int j = 0; j < n; ++j) xrow[j] += di * pc[j];
+#pragma omp simd
+          for (int j = 0; j <= i; ++j) {
+            lrow[j] += di * pc[j];
+            srow[j] += di * pc[j];
+          }
+          xrow[i] += m * pc[i];
+          lrow[i] += m * pc[i];
+          srow[i] += m * pc[i];
+        } else {
+          for (int j = 0; j < n; ++j) {
+            const double z = di * pc[j] + (j == i ? m * pc[i] : 0.0);
+            xrow[bl.col0 >= 0 ? tb[j] - bl.col0 : t0 + j - t_first] += z;
+            if (j <= i) {
+              lrow[ta[j] - a0] += z;
+              srow[tb[j]] += z;
+            }
+          }
         }
       }
     }
