@@ -36,10 +36,13 @@ constexpr int kRefinementSteps = 8;     // at most, per solve on the cells (see 
 // 20; depth 6 reaches only 11, which is why the blocks of many x1 are stacked, see Chunk).
 constexpr int kRows = 8, kCols = 16, kDepth = 256;
 inline int padded(int n) { return (n + kCols - 1) / kCols * kCols; }
-// One row of tiles (rows j0 .. j0 + kRows) of the update, over the rows i0 .. i1 of X.
-void syrk_tile_row(const double* X, int i0, int i1, int n, int64_t ldx, double* S, int64_t ld, int j0) {
+// One row of tiles (rows j0 .. j0 + kRows) of the update, columns jj_begin .. jj_end (multiples of
+// kCols, clipped to the lower triangle), over the rows i0 .. i1 of X.
+void syrk_tile_row(const double* X, int i0, int i1, int n, int64_t ldx, double* S, int64_t ld, int j0, int jj_begin,
+                   int jj_end) {
   const int rows = std::min(kRows, n - j0);
-  for (int jj0 = 0; jj0 < j0 + rows; jj0 += kCols) {
+  jj_end = std::min(jj_end, j0 + rows);
+  for (int jj0 = jj_begin; jj0 < jj_end; jj0 += kCols) {
     double acc[kRows][kCols] = {};
     for (int i = i0; i < i1; ++i) {
       const double* xi = X + int64_t(i) * ldx;
@@ -67,19 +70,25 @@ void syrk_tile_row(const double* X, int i0, int i1, int n, int64_t ldx, double* 
 
 // Below this many columns an update is not shared between threads (a fork costs microseconds).
 constexpr int kParallelColumns = 384;
+// Columns of X per pass: the strip the tiles of one pass read (kDepth x kPanelColumns doubles,
+// 512 KB) stays in the core's L2 while every row of tiles sweeps it.
+constexpr int kPanelColumns = 256;
 
 void syrk_lower_sub(const double* X, int k, int n, int64_t ldx, double* S, int64_t ld, int threads = 1) {
   const int tile_rows = (n + kRows - 1) / kRows;
   for (int i0 = 0; i0 < k; i0 += kDepth) {
     const int i1 = std::min(k, i0 + kDepth);
-    if (threads > 1 && n >= kParallelColumns) {
-      // Rows of tiles own disjoint rows of S; the longest (last) rows first, dealt dynamically.
+    for (int jb = 0; jb < n; jb += kPanelColumns) {
+      const int first = jb / kRows;  // rows of tiles above jb have no columns in this pass
+      if (threads > 1 && n >= kParallelColumns) {
+        // Rows of tiles own disjoint rows of S, dealt dynamically.
 #ifdef FASTPID_WITH_OPENMP
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
 #endif
-      for (int t = 0; t < tile_rows; ++t) syrk_tile_row(X, i0, i1, n, ldx, S, ld, (tile_rows - 1 - t) * kRows);
-    } else {
-      for (int t = 0; t < tile_rows; ++t) syrk_tile_row(X, i0, i1, n, ldx, S, ld, t * kRows);
+        for (int t = first; t < tile_rows; ++t) syrk_tile_row(X, i0, i1, n, ldx, S, ld, t * kRows, jb, jb + kPanelColumns);
+      } else {
+        for (int t = first; t < tile_rows; ++t) syrk_tile_row(X, i0, i1, n, ldx, S, ld, t * kRows, jb, jb + kPanelColumns);
+      }
     }
   }
 }
