@@ -38,6 +38,7 @@ namespace fastpid {
 namespace exact_detail {
 constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule for m and s
 constexpr double kMaxDualMove = 2.0;      // nats per iteration, for any dual variable (see below)
+constexpr double kRefineGap = 1e-9;       // nats of mu * cells below which the step's solve is refined
 constexpr double kStartSlack = 0.1;       // slack of the tightest cell of each x1 at the start
 constexpr double kInfinity = HUGE_VAL;
 }  // namespace exact_detail
@@ -145,7 +146,7 @@ class InteriorPoint {
     double *marg1, *marg2;                          // caller-orientation marginals
     int* counts;                                    // scalars rank 0 publishes to the team
     int* cell_id;                                   // (n1 * n2): cell of (x1, x2), or -1
-    double *lam, *rd, *rhs, *dlam, *best_lam;       // (N)
+    double *lam, *rd, *rhs, *dlam, *best_lam, *res, *corr;  // (N)
     double *m, *s, *s_true, *ds, *dm, *target, *comp;  // (C)
     double *p, *q, *q_round, *best_q, *tval;        // (T)
     double *row_sum, *col_sum, *y_norm, *x1_shift, *x2_shift;
@@ -159,6 +160,7 @@ class InteriorPoint {
       counts = cv.ints(8);
       cell_id = cv.ints(C);
       lam = cv.doubles(N); rd = cv.doubles(N); rhs = cv.doubles(N); dlam = cv.doubles(N); best_lam = cv.doubles(N);
+      res = cv.doubles(N); corr = cv.doubles(N);
       m = cv.doubles(C); s = cv.doubles(C); s_true = cv.doubles(C); ds = cv.doubles(C); dm = cv.doubles(C);
       target = cv.doubles(C); comp = cv.doubles(C);
       p = cv.doubles(T); q = cv.doubles(T); q_round = cv.doubles(T); best_q = cv.doubles(T); tval = cv.doubles(T);
@@ -186,7 +188,8 @@ class InteriorPoint {
   FASTPID_HD void rows_then_columns_scaled();
   FASTPID_HD double rounded_objective();
   FASTPID_HD double shifted_dual();
-  FASTPID_HD void direction();
+  FASTPID_HD void direction(bool refine);
+  FASTPID_HD void refine_direction();
   FASTPID_HD double step_length();
   FASTPID_HD void write(DistOutputs out, double best_f, double best_dual, int it);
 };
@@ -523,7 +526,7 @@ FASTPID_HD double InteriorPoint<Team, Algebra>::shifted_dual() {
 //     sum_c m_c grad LSE_c = P,   s_c + LSE_c(lambda) = 0,   m_c s_c = target_c
 // for the targets in w.target: fills w.dlam, w.dm and w.ds.
 template <class Team, class Algebra>
-FASTPID_HD void InteriorPoint<Team, Algebra>::direction() {
+FASTPID_HD void InteriorPoint<Team, Algebra>::direction(bool refine) {
   const ExactStructure& st = w.st;
   if constexpr (Team::kSerial) {  // the steps of the parallel schedule below, fused into one pass
     for (int v = 0; v < N(); ++v) w.rhs[v] = w.rd[v];
@@ -549,6 +552,7 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::direction() {
   t.sync();
   alg.solve(t, st, w.rhs, w.dlam);
   t.sync();
+  if (refine) refine_direction();
   for (int64_t c = rank(); c < st.C; c += T()) {
     double g = 0;
     for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr)
@@ -556,6 +560,34 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::direction() {
     w.ds[c] = w.s_true[c] - w.s[c] - g;
     w.dm[c] = w.comp[c] + w.m[c] / w.s[c] * g;
   }
+  t.sync();
+}
+
+// One step of iterative refinement of w.dlam: res = rhs - H dlam from the triples (H dlam =
+// sum_c E_c Z_c E_c^T dlam, Z_c = diag(m_c p) + d_c p p^T), then dlam += H^-1 res. Late in the
+// method H's condition grows like 1 / mu and the factorisation loses digits: measured, without
+// it the marginal residuals stop falling near 1e-10 and about 9% of 20x20x6 histograms asked
+// for 1e-10 nats stopped between 1e-10 and 4e-10.
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::refine_direction() {
+  const ExactStructure& st = w.st;
+  const int nA = st.nA;
+  for (int64_t c = rank(); c < st.C; c += T()) {
+    const int t0 = st.cell_start[c], t1 = st.cell_start[c + 1];
+    double g = 0;
+    for (int tr = t0; tr < t1; ++tr) g += w.p[tr] * (w.dlam[st.t_a[tr]] + w.dlam[nA + st.t_b[tr]]);
+    const double m = w.m[c], d = m / w.s[c] - m;
+    for (int tr = t0; tr < t1; ++tr) w.tval[tr] = w.p[tr] * (m * (w.dlam[st.t_a[tr]] + w.dlam[nA + st.t_b[tr]]) + d * g);
+  }
+  t.sync();
+  accumulate_triples(w.rhs, w.rhs + nA, -1.0, w.tval, w.res, true, true);
+  for (int64_t b = rank(); b < st.nB; b += T())
+    if (st.pinned[b]) w.res[nA + b] = 0.0;
+  for (int64_t v = rank(); v < N(); v += T()) w.corr[v] = 0.0;
+  t.sync();
+  alg.solve(t, st, w.res, w.corr);
+  t.sync();
+  for (int64_t v = rank(); v < N(); v += T()) w.dlam[v] += w.corr[v];
   t.sync();
 }
 
@@ -628,7 +660,7 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs
     // supplies the second-order term of the complementarity products.
     for (int64_t c = rank(); c < C; c += T()) w.target[c] = 0.0;
     t.sync();
-    direction();
+    direction(false);
     double step = step_length();
     double mu_aff = 0;
     for (int64_t c = rank(); c < C; c += T()) mu_aff += (w.m[c] + step * w.dm[c]) * (w.s[c] + step * w.ds[c]);
@@ -637,7 +669,7 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs
     const double sigma = ratio * ratio * ratio;
     for (int64_t c = rank(); c < C; c += T()) w.target[c] = sigma * mu - w.dm[c] * w.ds[c];
     t.sync();
-    direction();
+    direction(mu * C < exact_detail::kRefineGap);  // the step taken: refined once the gap is tiny
     step = step_length();
     // Trust region on the dual point: LSE is linear only over moderate moves, and the
     // Newton step of a variable that carries a tiny probability can be huge.
