@@ -455,68 +455,82 @@ void factorize_sources(const ExactStructure& st, Workspace& w) {
   cholesky(w.S.data(), nB, w.panel.data(), w.threads);
 }
 
+// One x1 block's factors as solve_sources walks them: L (k x k), X = L^-1 B with its layout,
+// and the betas its columns map to (stacked: the contiguous width from col0; scattered: bj).
+struct BlockFactors {
+  AlphaBlock blk;
+  const double *L = nullptr, *X = nullptr;
+  int64_t ldx = 0;
+  int col0 = -1, width = 0;
+  const int* bj = nullptr;
+};
+
+BlockFactors block_factors(const ExactStructure& st, const Workspace& w, int x1) {
+  BlockFactors f;
+  f.blk = alpha_block(st, x1);
+  if (f.blk.empty()) return f;
+  const BlockLayout& bl = w.layout[x1];
+  f.L = w.Lblocks.data() + bl.l_off;
+  f.X = w.Xblocks.data() + bl.x_off;
+  f.ldx = bl.ldx;
+  f.col0 = bl.col0;
+  f.width = bl.col0 >= 0 ? std::min<int>(int(bl.ldx), st.nB - bl.col0) : f.blk.nJ;
+  f.bj = st.t_b + f.blk.t_first;
+  return f;
+}
+
 // Solves the factorised Newton system for the right-hand side w.rhs into w.dlam.
 void solve_sources(const ExactStructure& st, Workspace& w) {
   const int nA = st.nA, nB = st.nB;
   double* rb = w.dlam + nA;
   std::copy(w.rhs + nA, w.rhs + nA + nB, rb);
-  for (int x1 = 0; x1 < st.n1; ++x1) {
-    const AlphaBlock blk = alpha_block(st, x1);
-    if (blk.empty()) continue;
-    const BlockLayout& bl = w.layout[x1];
-    const int a0 = blk.a0, k = blk.k, nJ = blk.nJ;
-    const double* L = w.Lblocks.data() + bl.l_off;
-    const double* X = w.Xblocks.data() + bl.x_off;
+  for (int x1 = 0; x1 < st.n1; ++x1) {  // y = L^-1 rhs_alpha, rb -= X^T y
+    const BlockFactors f = block_factors(st, w, x1);
+    if (f.blk.empty()) continue;
+    const int a0 = f.blk.a0, k = f.blk.k;
     double* y = w.ya.data() + a0;
     for (int i = 0; i < k; ++i) {
       double v = w.rhs[a0 + i];
-      for (int r = 0; r < i; ++r) v -= L[int64_t(i) * k + r] * y[r];
-      y[i] = v / L[int64_t(i) * k + i];
+      for (int r = 0; r < i; ++r) v -= f.L[int64_t(i) * k + r] * y[r];
+      y[i] = v / f.L[int64_t(i) * k + i];
     }
-    const int* bj = st.t_b + blk.t_first;
-    const int width = bl.col0 >= 0 ? std::min<int>(int(bl.ldx), nB - bl.col0) : 0;
     for (int i = 0; i < k; ++i) {
-      const double* xi = X + int64_t(i) * bl.ldx;
+      const double* xi = f.X + int64_t(i) * f.ldx;
       const double yi = y[i];
-      if (bl.col0 >= 0) {
-        double* dst = rb + bl.col0;
+      if (f.col0 >= 0) {
+        double* dst = rb + f.col0;
 #pragma omp simd
-        for (int j = 0; j < width; ++j) dst[j] -= xi[j] * yi;
+        for (int j = 0; j < f.width; ++j) dst[j] -= xi[j] * yi;
       } else {
-        for (int j = 0; j < nJ; ++j) rb[bj[j]] -= xi[j] * yi;
+        for (int j = 0; j < f.width; ++j) rb[f.bj[j]] -= xi[j] * yi;
       }
     }
   }
   for (int b = 0; b < nB; ++b)
     if (st.pinned[b]) rb[b] = 0.0;
   cholesky_solve(w.S.data(), nB, rb);
-  for (int x1 = 0; x1 < st.n1; ++x1) {
-    const AlphaBlock blk = alpha_block(st, x1);
-    if (blk.empty()) continue;
-    const BlockLayout& bl = w.layout[x1];
-    const int a0 = blk.a0, k = blk.k, nJ = blk.nJ;
-    const double* L = w.Lblocks.data() + bl.l_off;
-    const double* X = w.Xblocks.data() + bl.x_off;
+  for (int x1 = 0; x1 < st.n1; ++x1) {  // dalpha = L^-T (y - X rb)
+    const BlockFactors f = block_factors(st, w, x1);
+    if (f.blk.empty()) continue;
+    const int a0 = f.blk.a0, k = f.blk.k;
     const double* y = w.ya.data() + a0;
     double* da = w.dlam + a0;
-    const int* bj = st.t_b + blk.t_first;
-    const int width = bl.col0 >= 0 ? std::min<int>(int(bl.ldx), nB - bl.col0) : 0;
     for (int i = 0; i < k; ++i) {
-      const double* xi = X + int64_t(i) * bl.ldx;
+      const double* xi = f.X + int64_t(i) * f.ldx;
       double v = y[i];
-      if (bl.col0 >= 0) {
-        const double* src = rb + bl.col0;
+      if (f.col0 >= 0) {
+        const double* src = rb + f.col0;
 #pragma omp simd reduction(- : v)
-        for (int j = 0; j < width; ++j) v -= xi[j] * src[j];
+        for (int j = 0; j < f.width; ++j) v -= xi[j] * src[j];
       } else {
-        for (int j = 0; j < nJ; ++j) v -= xi[j] * rb[bj[j]];
+        for (int j = 0; j < f.width; ++j) v -= xi[j] * rb[f.bj[j]];
       }
       da[i] = v;
     }
     for (int i = k - 1; i >= 0; --i) {
       double v = da[i];
-      for (int r = i + 1; r < k; ++r) v -= L[int64_t(r) * k + i] * da[r];
-      da[i] = v / L[int64_t(i) * k + i];
+      for (int r = i + 1; r < k; ++r) v -= f.L[int64_t(r) * k + i] * da[r];
+      da[i] = v / f.L[int64_t(i) * k + i];
     }
   }
 }
