@@ -39,7 +39,9 @@ namespace exact_detail {
 constexpr double kStepToBoundary = 0.99;  // fraction-to-boundary rule for m and s
 constexpr double kMaxDualMove = 2.0;      // nats per iteration, for any dual variable (see below)
 constexpr double kRefineGap = 1e-9;       // nats of mu * cells below which the step's solve is refined
-constexpr double kStartSlack = 0.1;       // slack of the tightest cell of each x1 at the start
+constexpr double kStartSlack = 0.003;     // slack of the tightest cell of each x1 at the start
+constexpr int kScalingSteps = 40;
+constexpr double kStartMassFloor = 1e-4;  // total mass added to the start's cell masses (spread evenly)
 constexpr double kInfinity = HUGE_VAL;
 }  // namespace exact_detail
 
@@ -182,6 +184,8 @@ class InteriorPoint {
 
   FASTPID_HD void build(const double* P);
   FASTPID_HD void start();
+  FASTPID_HD int scaling_steps() const;
+  FASTPID_HD void scaling_start(int steps);
   FASTPID_HD void cell_slacks();
   FASTPID_HD void accumulate_triples(const double* init_a, const double* init_b, double sign, const double* val,
                                      double* out, bool rows, bool cols);
@@ -320,34 +324,21 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::build(const double* P) {
   t.sync();
 }
 
-// Start: the dual point of the closed-form proxy, alpha = log P(y|x1) - log 2 (strictly
-// feasible), beta = log P(x2|y), alpha then raised per x1 (below), and cell masses of the
-// proxy coupling.
+// Start: a few steps of iterative scaling from the closed-form proxy coupling, then its dual
+// point lowered or raised per x1 to a small slack, and its cell masses (scaling_start below).
 template <class Team, class Algebra>
 FASTPID_HD void InteriorPoint<Team, Algebra>::start() {
   const ExactStructure& st = w.st;
-  const int nA = st.nA, C = st.C;
+  const int C = st.C;
   for (int64_t v = rank(); v < N(); v += T()) w.rd[v] = w.rhs[v] = w.dlam[v] = w.best_lam[v] = 0.0;
   for (int64_t c = rank(); c < C; c += T()) w.ds[c] = w.dm[c] = w.target[c] = w.comp[c] = 0.0;
   for (int64_t tr = rank(); tr < st.T; tr += T()) w.q[tr] = w.q_round[tr] = w.best_q[tr] = 0.0;
-  for (int x1 = rank(); x1 < st.n1; x1 += T()) {
-    double mass = 0;
-    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) mass += st.pa[a];
-    for (int a = st.a_start[x1]; a < st.a_start[x1 + 1]; ++a) w.lam[a] = ::log(st.pa[a] / mass) - ::log(2.0);
-  }
-  for (int64_t b = rank(); b < st.nB; b += T()) w.lam[nA + b] = ::log(st.pb[b] / st.y_mass[st.b_y[b]]);
-  for (int64_t c = rank(); c < C; c += T()) {
-    double mass = 0;
-    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr)
-      mass += st.pa[st.t_a[tr]] * st.pb[st.t_b[tr]] / st.y_mass[st.t_y[tr]];
-    w.m[c] = mass + 1e-3 / C;
-  }
   t.sync();
+  scaling_start(scaling_steps());
   cell_slacks();
-  // Raise the alphas of each x1 until its tightest cell has slack kStartSlack: the proxy's
-  // alphas (minus log 2) leave every cell slack by about H(X2|Y), a dual objective that far
-  // below the optimum; raised, the start is as close to the optimum as the proxy's shape
-  // allows (measured: 1 to 1.4 fewer iterations on every family, none more).
+  // Move the alphas of each x1 until its tightest cell has slack kStartSlack: the scaled dual
+  // point is close to the optimum's but not feasible; shifted, it is both, and the cells of
+  // each x1 start near their slacks at the optimum (0 where the optimal mass is positive).
   for (int x1 = rank(); x1 < st.n1; x1 += T()) {
     double smin = exact_detail::kInfinity;
     for (int c = st.x1_cell_start[x1]; c < st.x1_cell_start[x1 + 1]; ++c) smin = dmin(smin, w.s_true[c]);
@@ -357,6 +348,86 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::start() {
   t.sync();
   cell_slacks();
   for (int64_t c = rank(); c < C; c += T()) w.s[c] = w.s_true[c];
+  t.sync();
+}
+
+// Scaling steps before the first interior-point iteration. Measured (same run, 1 thread):
+// 30 to 40 are best on small and dense shapes (20x20x6, 10^3, 16^3: more cost more than the
+// iterations they save); where the labels outnumber the values of both sources, an iteration
+// (the cells' elimination over many labels) costs more and twice as many pay (20x20x101,
+// 4x4x1000, 20x20x300).
+template <class Team, class Algebra>
+FASTPID_HD int InteriorPoint<Team, Algebra>::scaling_steps() const {
+  const ExactStructure& st = w.st;
+  return st.ny > st.n1 + st.n2 ? 2 * exact_detail::kScalingSteps : exact_detail::kScalingSteps;
+}
+
+// Iterative scaling (the first phase of method="refine", here on the triples): the coupling
+// Q = R_c UA_a VB_b, from the proxy's (R = 1, UA = P(x1, y), VB = P(x2 | y)), repeats
+//     UA = PA / (R VB),   VB = PB / (R UA),   R_c <- R_c sum_y UA VB.
+// Each step costs three passes over the triples (no exp or log), far less than an
+// interior-point iteration, and it leaves a dual point (log UA, log VB) and cell masses much
+// nearer the optimum than the proxy's: measured on every family, 40 steps save 1.5 to 4
+// iterations and the start is better centred (the harsh family's rare stalls vanish).
+// Writes w.lam (the dual point) and w.m (the cell masses of the last scaled coupling plus a
+// small floor, so that every cell starts interior).
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::scaling_start(int steps) {
+  const ExactStructure& st = w.st;
+  const int nA = st.nA, C = st.C;
+  double* ua = w.lam;       // UA then VB, in the linear domain until the end
+  double* vb = w.lam + nA;
+  double* r = w.comp;       // R per cell (w.comp is rewritten by every direction)
+  double* sums = w.rd;
+  for (int64_t a = rank(); a < nA; a += T()) ua[a] = st.pa[a];
+  for (int64_t b = rank(); b < st.nB; b += T()) vb[b] = st.pb[b] / st.y_mass[st.b_y[b]];
+  for (int64_t c = rank(); c < C; c += T()) r[c] = 1.0;
+  t.sync();
+  for (int k = 0; k < steps; ++k) {
+    if constexpr (Team::kSerial) {  // the sums fused into the passes over the cells
+      for (int a = 0; a < nA; ++a) sums[a] = 0.0;
+      for (int c = 0; c < C; ++c)
+        for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) sums[st.t_a[tr]] += r[c] * vb[st.t_b[tr]];
+    } else {
+      for (int64_t tr = rank(); tr < st.T; tr += T()) w.tval[tr] = r[st.t_c[tr]] * vb[st.t_b[tr]];
+      t.sync();
+      accumulate_triples(nullptr, nullptr, 1.0, w.tval, sums, true, false);
+    }
+    for (int64_t a = rank(); a < nA; a += T())
+      if (sums[a] > 0) ua[a] = st.pa[a] / sums[a];
+    t.sync();
+    if constexpr (Team::kSerial) {
+      for (int b = 0; b < st.nB; ++b) sums[nA + b] = 0.0;
+      for (int c = 0; c < C; ++c)
+        for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) sums[nA + st.t_b[tr]] += r[c] * ua[st.t_a[tr]];
+    } else {
+      for (int64_t tr = rank(); tr < st.T; tr += T()) w.tval[tr] = r[st.t_c[tr]] * ua[st.t_a[tr]];
+      t.sync();
+      accumulate_triples(nullptr, nullptr, 1.0, w.tval, sums, false, true);
+    }
+    for (int64_t b = rank(); b < st.nB; b += T())
+      if (sums[nA + b] > 0) vb[b] = st.pb[b] / sums[nA + b];
+    t.sync();
+    for (int64_t c = rank(); c < C; c += T()) {
+      double z = 0;
+      for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) z += ua[st.t_a[tr]] * vb[st.t_b[tr]];
+      // A cell whose mass decays geometrically is kept above underflow: a zero R would leave
+      // variables without any mass to scale.
+      r[c] = dmax(r[c] * z, 1e-250);
+    }
+    t.sync();
+  }
+  for (int64_t c = rank(); c < C; c += T()) {
+    double z = 0;
+    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) z += ua[st.t_a[tr]] * vb[st.t_b[tr]];
+    w.m[c] = r[c] * z + exact_detail::kStartMassFloor / C;
+    r[c] = 0.0;
+  }
+  t.sync();
+  for (int64_t v = rank(); v < N(); v += T()) {
+    w.lam[v] = ::log(w.lam[v]);
+    w.rd[v] = 0.0;
+  }
   t.sync();
 }
 
