@@ -77,6 +77,8 @@ def pid_informations(P, *, base=2):
     and ``entropy_y`` = H(Y).
     """
     _, log_base = unit_of(base)
+    if not is_torch(P):
+        return {k: v / log_base for k, v in _pid_informations_numpy(np.asarray(P, dtype=float)).items()}
     h_y = _neg_xlogx_sum(_sum(P, (-3, -2)), -1)
     p_x1y = _sum(P, -2)
     p_x2y = _sum(P, -3)
@@ -91,6 +93,27 @@ def pid_informations(P, *, base=2):
         "mi_x2": mi_x2 / log_base,
         "mi_joint": mi_joint / log_base,
         "entropy_y": h_y / log_base,
+    }
+
+
+def _pid_informations_numpy(P):
+    """pid_informations in nats for numpy arrays: the marginals' -p log p in one pass (a call
+    of decompose on one small distribution spent a tenth of its time in the separate passes)."""
+    batch = P.shape[:-3]
+    flat = P.reshape((-1,) + P.shape[-3:])
+    p_x1y, p_x2y, p_x12 = flat.sum(axis=2), flat.sum(axis=1), flat.sum(axis=3)
+    p_y, p_x1, p_x2 = p_x1y.sum(axis=1), p_x1y.sum(axis=2), p_x2y.sum(axis=2)
+    parts = (flat, p_x1y, p_x2y, p_x12, p_y, p_x1, p_x2)
+    joined = np.concatenate([q.reshape(len(flat), -1) for q in parts], axis=1)
+    terms = np.zeros_like(joined)
+    np.log(joined, out=terms, where=joined > 0)
+    terms *= -joined
+    h_xyz, h_x1y, h_x2y, h_x12, h_y, h_x1, h_x2 = np.add.reduceat(terms, np.cumsum([0] + [q[0].size for q in parts[:-1]]), axis=1).T
+    return {
+        "mi_x1": (h_x1 + h_y - h_x1y).reshape(batch),
+        "mi_x2": (h_x2 + h_y - h_x2y).reshape(batch),
+        "mi_joint": (h_x12 + h_y - h_xyz).reshape(batch),
+        "entropy_y": h_y.reshape(batch),
     }
 
 
