@@ -11,7 +11,7 @@ from .info import pid_informations
 from .result import PIDResult
 
 METHODS = ("exact", "refine", "proxy")
-# Iteration caps per distribution. "exact": interior-point iterations (9 to 12 are typical).
+# Iteration caps per distribution. "exact": interior-point iterations (5 to 9 are typical).
 # "refine": iterative-scaling steps (at most 200, see SCALING_ITERS) plus Newton steps.
 DEFAULT_MAX_ITER = {"exact": 100, "refine": 1000, "proxy": 0}
 SCALING_ITERS = 200  # refine: iterative-scaling steps before the Newton phase
