@@ -97,24 +97,40 @@ def pid_informations(P, *, base=2):
 
 
 def _pid_informations_numpy(P):
-    """pid_informations in nats for numpy arrays: the marginals' -p log p in one pass (a call
-    of decompose on one small distribution spent a tenth of its time in the separate passes)."""
+    """pid_informations in nats for numpy arrays: -p log p of P in one pass, and of all its
+    marginals together in a second (a call of decompose on one small distribution spent a
+    tenth of its time in separate passes; a batch of 10,000 20x20x6 spends 0.3 s here)."""
     batch = P.shape[:-3]
     flat = P.reshape((-1,) + P.shape[-3:])
     p_x1y, p_x2y, p_x12 = flat.sum(axis=2), flat.sum(axis=1), flat.sum(axis=3)
     p_y, p_x1, p_x2 = p_x1y.sum(axis=1), p_x1y.sum(axis=2), p_x2y.sum(axis=2)
-    parts = (flat, p_x1y, p_x2y, p_x12, p_y, p_x1, p_x2)
-    joined = np.concatenate([q.reshape(len(flat), -1) for q in parts], axis=1)
-    terms = np.zeros_like(joined)
-    np.log(joined, out=terms, where=joined > 0)
-    terms *= -joined
-    h_xyz, h_x1y, h_x2y, h_x12, h_y, h_x1, h_x2 = np.add.reduceat(terms, np.cumsum([0] + [q[0].size for q in parts[:-1]]), axis=1).T
+    marginals = (p_x1y, p_x2y, p_x12, p_y, p_x1, p_x2)
+    joined = np.concatenate([q.reshape(len(flat), -1) for q in marginals], axis=1)
+    h_x1y, h_x2y, h_x12, h_y, h_x1, h_x2 = _segment_entropies(joined, np.cumsum([0] + [q[0].size for q in marginals[:-1]])).T
+    (h_xyz,) = _segment_entropies(flat.reshape(len(flat), -1), [0]).T
     return {
         "mi_x1": (h_x1 + h_y - h_x1y).reshape(batch),
         "mi_x2": (h_x2 + h_y - h_x2y).reshape(batch),
         "mi_joint": (h_x12 + h_y - h_xyz).reshape(batch),
         "entropy_y": h_y.reshape(batch),
     }
+
+
+def _segment_entropies(p, starts, rows_per_chunk=64):
+    """Sums of -p log p (0 log 0 = 0) over the column segments of a 2-D numpy array that begin
+    at ``starts``, one row per distribution: a chunk of rows at a time through one scratch
+    buffer (whole-array temporaries of a batch of 10,000 20x20x6 histograms cost a second in
+    page faults)."""
+    out = np.empty((len(p), len(starts)))
+    scratch = np.empty((min(rows_per_chunk, len(p)), p.shape[1]))
+    for start in range(0, len(p), rows_per_chunk):
+        chunk = p[start:start + rows_per_chunk]
+        terms = scratch[: len(chunk)]
+        terms.fill(0.0)
+        np.log(chunk, out=terms, where=chunk > 0)
+        np.multiply(terms, chunk, out=terms)
+        out[start:start + len(chunk)] = -np.add.reduceat(terms, starts, axis=1)
+    return out
 
 
 __all__ = ["entropy", "mutual_information", "conditional_mutual_information", "pid_informations"]
