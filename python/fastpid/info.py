@@ -27,8 +27,11 @@ def _neg_xlogx_sum(p, axes):
         safe = torch.where(p > 0, p, torch.ones_like(p))
         return -(p * torch.log(safe)).sum(dim=axes)
     p = np.asarray(p, dtype=float)
-    safe = np.where(p > 0, p, 1.0)
-    return -(p * np.log(safe)).sum(axis=axes)
+    axes = _normalise_axes(axes, p.ndim)
+    kept = [a for a in range(p.ndim) if a not in axes]
+    rows = np.moveaxis(p, list(axes), list(range(p.ndim - len(axes), p.ndim))).reshape(
+        (int(np.prod([p.shape[a] for a in kept], dtype=np.int64)), -1))
+    return _segment_entropies(rows, [0])[:, 0].reshape([p.shape[a] for a in kept])
 
 
 def _normalise_axes(axes: Axes, ndim: int):
@@ -99,7 +102,7 @@ def pid_informations(P, *, base=2):
 def _pid_informations_numpy(P):
     """pid_informations in nats for numpy arrays: -p log p of P in one pass, and of all its
     marginals together in a second (a call of decompose on one small distribution spent a
-    tenth of its time in separate passes; a batch of 10,000 20x20x6 spends 0.3 s here)."""
+    tenth of its time in separate passes; a batch of 10,000 20x20x6 spends 0.38 s here)."""
     batch = P.shape[:-3]
     flat = P.reshape((-1,) + P.shape[-3:])
     p_x1y, p_x2y, p_x12 = flat.sum(axis=2), flat.sum(axis=1), flat.sum(axis=3)

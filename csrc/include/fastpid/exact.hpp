@@ -360,8 +360,9 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::start() {
 // iterations they save); where the labels outnumber the values of both sources, an iteration
 // (the cells' elimination over many labels) costs more and twice as many pay (20x20x101,
 // 4x4x1000, 20x20x300; 320 would double 4x4x1000's time); otherwise, where the sources' dense
-// Schur complement has order 1024 or more, an iteration costs more than 1,000 steps and ten
-// times as many pay (dense 32^3: 7 -> 6 iterations, 0.39 -> 0.33 s; 64^3: 7 -> 6, 24 -> 14 s).
+// Schur complement has order 1024 or more, an iteration is so dear that ten times as many pay
+// (dense 32^3: 7 -> 6 iterations, 0.39 -> 0.33 s; 64^3: 7 -> 6, 24 -> 14 s; the sweeps are in
+// results/exact_start_cpu.json).
 template <class Team, class Algebra>
 FASTPID_HD int InteriorPoint<Team, Algebra>::scaling_steps() const {
   const ExactStructure& st = w.st;
