@@ -135,23 +135,35 @@ void cholesky(double* A, int n, double* panel, int threads = 1) {
     double* diag = A + int64_t(j0) * n + j0;
     cholesky_unblocked(diag, b, n);
     // Panel below the block, L21 = A21 L11^{-T}, solved in transposed layout (b x m in
-    // `panel`, contiguous over the panel's rows) and copied back into A.
+    // `panel`, contiguous over the panel's rows) and copied back into A. Its rows are
+    // independent, so threads share them in ranges.
     const int64_t ldp = padded(m);
-    for (int c = 0; c < b; ++c) {
-      double* pc = panel + c * ldp;
-      for (int i = 0; i < m; ++i) pc[i] = A[int64_t(j0 + b + i) * n + j0 + c];
-      const double* lc = diag + int64_t(c) * n;
-      for (int k = 0; k < c; ++k) {
-        const double l = lc[k];
-        const double* pk = panel + k * ldp;
+    auto panel_rows = [&](int i0, int i1) {
+      for (int c = 0; c < b; ++c) {
+        double* pc = panel + c * ldp;
+        for (int i = i0; i < i1; ++i) pc[i] = A[int64_t(j0 + b + i) * n + j0 + c];
+        const double* lc = diag + int64_t(c) * n;
+        for (int k = 0; k < c; ++k) {
+          const double l = lc[k];
+          const double* pk = panel + k * ldp;
 #pragma omp simd
-        for (int i = 0; i < m; ++i) pc[i] -= l * pk[i];
+          for (int i = i0; i < i1; ++i) pc[i] -= l * pk[i];
+        }
+        const double inv = 1.0 / lc[c];
+        for (int i = i0; i < i1; ++i) {
+          pc[i] *= inv;
+          A[int64_t(j0 + b + i) * n + j0 + c] = pc[i];
+        }
       }
-      const double inv = 1.0 / lc[c];
-      for (int i = 0; i < m; ++i) {
-        pc[i] *= inv;
-        A[int64_t(j0 + b + i) * n + j0 + c] = pc[i];
-      }
+    };
+    if (threads > 1 && m >= kParallelColumns) {
+      const int per = (m + threads * kCols - 1) / (threads * kCols) * kCols;  // whole tiles per thread
+#ifdef FASTPID_WITH_OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+#endif
+      for (int part = 0; part < threads; ++part) panel_rows(std::min(m, part * per), std::min(m, (part + 1) * per));
+    } else {
+      panel_rows(0, m);
     }
     if (m > 0) syrk_lower_sub(panel, b, m, ldp, A + int64_t(j0 + b) * n + j0 + b, n, threads);
   }
