@@ -21,15 +21,9 @@ import argparse
 import numpy as np
 
 import fastpid
+from fastpid.families import harsh
 
 from .harness import machine, progress, write_json
-
-
-def harsh(rng):
-    """One draw of the harsh family, normalised, or None when every entry is 0."""
-    shape = tuple(int(n) for n in rng.integers(1, 5, 3))
-    w = rng.choice([0.0, 1e-9, 1e-12, 1e-6, 1.0, 0.5], size=shape) * rng.random(shape)
-    return w / w.sum() if w.sum() > 0 else None
 
 
 def sweep(seeds, tag, tol=1e-8, draws=1500):

@@ -8,7 +8,7 @@ import pytest
 
 import fastpid
 from fastpid import _C
-from fastpid.families import FAMILIES, gates, histogram
+from fastpid.families import FAMILIES, gates, harsh, histogram
 
 SOURCES, CELLS = 1, 2
 TOL = 1e-10  # nats
@@ -109,13 +109,11 @@ def test_sources_layouts_stacked_and_scattered_agree_with_cells(rng):
 
 
 def harsh_draws(rng, count=1500):
-    """bench_robustness's family: shapes 1..4 per axis, entries from {0, 1e-12, 1e-9, 1e-6, 0.5, 1}
-    times a uniform factor (exact zeros and probabilities over 12 orders of magnitude)."""
+    """The non-empty ones of `count` draws of bench_robustness's family (families.harsh)."""
     for _ in range(count):
-        shape = tuple(int(n) for n in rng.integers(1, 5, 3))
-        w = rng.choice([0.0, 1e-9, 1e-12, 1e-6, 1.0, 0.5], size=shape) * rng.random(shape)
-        if w.sum() > 0:
-            yield w / w.sum()
+        P = harsh(rng)
+        if P is not None:
+            yield P
 
 
 HARSH_TOL = 1e-8 * math.log(2)  # nats: bench_robustness's 1e-8 bits

@@ -102,4 +102,14 @@ FAMILIES = {
     "histogram": lambda rng, n1, n2, ny: histogram(rng, n1, n2, ny, samples=50 * n1 * n2 * ny // 24 + 20),
 }
 
-__all__ = ["gates", "dense", "sparse", "near_deterministic", "tiny", "with_zeros", "histogram", "FAMILIES"]
+def harsh(rng):
+    """One draw of the harshest family we know (bench_robustness, tests/test_elimination.py):
+    a shape of 1 to 4 per axis, entries from {0, 1e-12, 1e-9, 1e-6, 0.5, 1} times a uniform
+    factor (exact zeros and probabilities over 12 orders of magnitude), normalised; None when
+    every entry is 0 (about 1 draw in 200), so that a seed gives the same draws as before."""
+    shape = tuple(int(n) for n in rng.integers(1, 5, 3))
+    w = rng.choice([0.0, 1e-9, 1e-12, 1e-6, 1.0, 0.5], size=shape) * rng.random(shape)
+    return w / w.sum() if w.sum() > 0 else None
+
+
+__all__ = ["gates", "dense", "sparse", "near_deterministic", "tiny", "with_zeros", "histogram", "harsh", "FAMILIES"]
