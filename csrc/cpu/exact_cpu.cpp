@@ -25,6 +25,7 @@ namespace fastpid {
 namespace {
 
 constexpr double kCellsWorkFactor = 3.0;  // see CpuAlgebra::prepare
+constexpr double kFallBackWork = 100.0;   // see CpuAlgebra::fall_back
 constexpr int kRefinementSteps = 8;     // at most, per solve on the cells (see solve_cells)
 constexpr double kRefinedEnough = 1e-14;  // residual / right-hand side (max norms) that ends them
 
@@ -858,42 +859,22 @@ class CpuAlgebra {
  public:
   explicit CpuAlgebra(int threads = 1) { w.threads = threads; }
   void prepare(SerialTeam&, const ExactStructure& st, const SolverOptions& opt) {
-    const int C = st.cells(), N = st.nA + st.nB;
     // The cells' path does more per multiply-add (gathers, explicit inverses, refinement
     // solves): measured, it breaks even at about a third of the sources' count (10x10x10 dense:
     // cells 4.0 ms, sources 1.7 ms; 32^3 even; 2x2x500: 2.7 ms against 0.52 s).
     w.on_cells = opt.elimination == 2 || (opt.elimination == 0 && kCellsWorkFactor * cost_on_cells(st) < cost_on_sources(st));
-    if (w.on_cells) {
-      LabelStructure& ls = w.ls;
-      build_label_structure(st, ls);
-      int max_k = 0;
-      for (int y = 0; y < st.ny; ++y) max_k = std::max(max_k, ls.var_start[y + 1] - ls.var_start[y]);
-      w.dfactor.assign(int64_t(max_k) * max_k, 0.0);
-      w.dinv.assign(ls.inv_off[st.ny], 0.0);
-      w.wrow_stride = 2 * int64_t(max_k) + 1;
-      w.wrow.assign(w.wrow_stride * std::max(1, w.threads), 0.0);
-      for (auto* v : {&w.t_la, &w.t_lb, &w.t_c}) v->assign(st.triples(), 0);
-      w.t_p.assign(st.triples(), 0.0);
-      w.G.assign(int64_t(C) * C, 0.0);
-      w.Kpp.assign(int64_t(C) * C, 0.0);
-      w.Knp.clear();  // sized in factorize_cells by the number of cells with d < 0
-      w.Knn.clear();
-      w.cell_d.assign(C, 0.0);
-      w.cell_order.assign(C, 0);
-      for (auto* v : {&w.cell_z, &w.cell_r2, &w.cell_dz}) v->assign(C, 0.0);
-      for (auto* v : {&w.cell_u, &w.refine_r, &w.refine_dx}) v->assign(N, 0.0);
-      w.panel.assign(int64_t(kBlockLarge) * padded(C), 0.0);
-    } else {
-      int64_t l_size = 0, x_size = 0, max_nJ = 0;
-      plan_blocks(st, w.layout, w.chunks, l_size, x_size);
-      for (int x1 = 0; x1 < st.n1; ++x1) max_nJ = std::max<int64_t>(max_nJ, alpha_block(st, x1).nJ);
-      w.Lblocks.assign(l_size, 0.0);
-      w.Xblocks.assign(x_size, 0.0);
-      w.U.assign(max_nJ, 0.0);
-      w.S.assign(int64_t(st.nB) * st.nB, 0.0);
-      w.panel.assign(int64_t(kBlockLarge) * padded(st.nB), 0.0);
-      w.ya.assign(st.nA, 0.0);
-    }
+    if (w.on_cells)
+      prepare_cells(st);
+    else
+      prepare_sources(st);
+  }
+  // A stalled run on the sources' path continues on the cells' (when the elimination is
+  // automatic and the cells' system is not far dearer: kFallBackWork), which has no
+  // cancellation between the cells' rank-one terms (exact.hpp, solve).
+  void fall_back(SerialTeam&, const ExactStructure& st, const SolverOptions& opt) {
+    if (w.on_cells || opt.elimination != 0 || kCellsWorkFactor * cost_on_cells(st) > kFallBackWork * cost_on_sources(st)) return;
+    w.on_cells = true;
+    prepare_cells(st);
   }
   void factorize(SerialTeam&, const ExactStructure& st, const double* m, const double* s, const double* p) {
     w.m = m;
@@ -914,6 +895,40 @@ class CpuAlgebra {
   }
 
  private:
+  void prepare_cells(const ExactStructure& st) {
+    const int C = st.cells(), N = st.nA + st.nB;
+    LabelStructure& ls = w.ls;
+    build_label_structure(st, ls);
+    int max_k = 0;
+    for (int y = 0; y < st.ny; ++y) max_k = std::max(max_k, ls.var_start[y + 1] - ls.var_start[y]);
+    w.dfactor.assign(int64_t(max_k) * max_k, 0.0);
+    w.dinv.assign(ls.inv_off[st.ny], 0.0);
+    w.wrow_stride = 2 * int64_t(max_k) + 1;
+    w.wrow.assign(w.wrow_stride * std::max(1, w.threads), 0.0);
+    for (auto* v : {&w.t_la, &w.t_lb, &w.t_c}) v->assign(st.triples(), 0);
+    w.t_p.assign(st.triples(), 0.0);
+    w.G.assign(int64_t(C) * C, 0.0);
+    w.Kpp.assign(int64_t(C) * C, 0.0);
+    w.Knp.clear();  // sized in factorize_cells by the number of cells with d < 0
+    w.Knn.clear();
+    w.cell_d.assign(C, 0.0);
+    w.cell_order.assign(C, 0);
+    for (auto* v : {&w.cell_z, &w.cell_r2, &w.cell_dz}) v->assign(C, 0.0);
+    for (auto* v : {&w.cell_u, &w.refine_r, &w.refine_dx}) v->assign(N, 0.0);
+    w.panel.assign(int64_t(kBlockLarge) * padded(C), 0.0);
+  }
+  void prepare_sources(const ExactStructure& st) {
+    int64_t l_size = 0, x_size = 0, max_nJ = 0;
+    plan_blocks(st, w.layout, w.chunks, l_size, x_size);
+    for (int x1 = 0; x1 < st.n1; ++x1) max_nJ = std::max<int64_t>(max_nJ, alpha_block(st, x1).nJ);
+    w.Lblocks.assign(l_size, 0.0);
+    w.Xblocks.assign(x_size, 0.0);
+    w.U.assign(max_nJ, 0.0);
+    w.S.assign(int64_t(st.nB) * st.nB, 0.0);
+    w.panel.assign(int64_t(kBlockLarge) * padded(st.nB), 0.0);
+    w.ya.assign(st.nA, 0.0);
+  }
+
   Workspace w;
 };
 

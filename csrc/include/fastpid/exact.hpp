@@ -12,6 +12,7 @@
 // certificate, outputs), every loop strided over a team. The Newton systems are the only part
 // that differs per device, behind the Algebra interface:
 //     prepare(team, st, opt)          once per distribution, after the structure is built
+//     fall_back(team, st, opt)        once, if the method stalls: another elimination, if any
 //     factorize(team, st, m, s, p)    the Newton matrix sum_c E_c Z_c E_c^T (below)
 //     solve(team, st, rhs, x)         x = H^-1 rhs on the N = nA + nB dual variables
 // CpuAlgebra (csrc/cpu/exact_cpu.cpp: tuned serial kernels, an elimination chosen per
@@ -832,6 +833,11 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs
       mu_ref = mu;
       since_halved = 0;
     } else if (++since_halved >= exact_detail::kStallIterations) {
+      // Stalled: the algebra may switch to another elimination of the Newton systems (the
+      // CPU's sources' path loses along a tiny-mass variable's direction once the cells' rank-one
+      // terms grow like 1 / mu: its pivot is cut, its move is zero and the marginal residual
+      // there never falls; the cells' elimination has no such cancellation), once.
+      if (!damped) alg.fall_back(t, st, opt);
       damped = true;
     }
     const bool last = it >= opt.max_iter || C == 0;
