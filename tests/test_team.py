@@ -84,7 +84,10 @@ def test_grid_walk_of_the_cuda_driver_matches_openmp(kernel, rng):
 # the order the ranks run in. The certified bounds must be at most 2e-10 nats: before the late
 # Newton solves were refined (exact.hpp, refine_direction), 39 to 89 of 1,000 20x20x6
 # histograms stalled between 1e-10 and 4e-10 nats; now 0 of 1,000 do, and a few inputs of the
-# small families still end between 1e-10 and 2.2e-10.
+# small families still end between 1e-10 and 2.2e-10. Known: the team algebra, which has no
+# second elimination to fall back on, ends above the floor on about 1 in 8,000
+# near-deterministic draws (up to 1.5e-9 nats; results/exact_refine_check.json), so the
+# near-deterministic cases here fail about once in 500 runs; the CPU reached it on all 12,000.
 EXACT_TOL = 1e-10
 STALL_FLOOR = 2e-10
 
