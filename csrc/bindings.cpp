@@ -138,6 +138,40 @@ PYBIND11_MODULE(_C, m) {
       py::arg("P"), py::arg("tol"), py::arg("coupling") = false, py::arg("duals") = false,
       py::arg("threads") = 0, "Closed-form proxy of every distribution in P; tol in nats.");
   m.def(
+      "informations_cpu",
+      [](const Array& P, int threads) {
+        const Shape s = shape_of(P);
+        py::array_t<double> out({s.batch, int64_t(4)});
+        double* o = out.mutable_data();
+        const double* p = P.data();
+        {
+          py::gil_scoped_release release;
+          fastpid::informations_cpu(p, s, o, threads);
+        }
+        return out;
+      },
+      py::arg("P"), py::arg("threads") = 0,
+      "I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) in nats (batch, 4) of every distribution in P (batch, n1, n2, ny).");
+  m.def(
+      "elementary",
+      [](const std::string& name, py::array_t<double, py::array::c_style | py::array::forcecast> x) {
+        if (name != "exp" && name != "log") throw std::invalid_argument("elementary: name must be 'exp' or 'log'");
+        py::array_t<double> y(x.size());
+        const double* in = x.data();
+        double* out = y.mutable_data();
+        const int64_t n = x.size();
+        if (name == "exp") {
+#pragma omp simd
+          for (int64_t i = 0; i < n; ++i) out[i] = fastpid::simd_exp(in[i]);
+        } else {
+#pragma omp simd
+          for (int64_t i = 0; i < n; ++i) out[i] = fastpid::simd_log(in[i]);
+        }
+        return y;
+      },
+      py::arg("name"), py::arg("x"),
+      "fastpid's vectorisable exp or log (elementary.hpp) of every entry of x, in a simd loop (tests).");
+  m.def(
       "value_grad_cpu",
       [](const Array& grad_value, const Array& P, const Array& dual1, const Array& dual2, int threads) {
         const Shape s = shape_of(P);

@@ -23,10 +23,14 @@ def solve(P, elimination, tol=TOL, **kw):
 
 def assert_same_answer(P):
     a, b = solve(P, SOURCES), solve(P, CELLS)
-    # At 1e-10 nats the sources' elimination stops short on about 1 in 200 near-deterministic
-    # inputs (bounds up to 1.5e-9 nats; measured over 5,400 inputs of three harsh families,
-    # where the cells' path reached 1e-10 on all): both must get far below the default tol.
-    assert b["converged"].all(), b["bound"].max()
+    # At 1e-10 nats either elimination can stop short on rare inputs, with mu at its floor and
+    # the marginal residuals no longer falling: the sources' on about 1 in 200 near-deterministic
+    # inputs (bounds up to 1.5e-9 nats; 5,400 inputs of three harsh families), the cells' on 5
+    # of 21,000 inputs of this file's families and shapes (bounds up to 4e-10 nats; the same
+    # count before and after the vectorised exp and log; a run of this test draws 144, so
+    # asking the cells' path for 1e-10 failed about 1 run in 30). Both must get far below the
+    # default tol, the cells' path to 1e-9.
+    assert (b["bound"] <= 1e-9).all(), b["bound"].max()
     assert (a["bound"] <= 1e-8).all(), a["bound"].max()
     # both values are certified to within their bounds of the same optimum
     np.testing.assert_allclose(a["value"], b["value"], atol=float(np.max(a["bound"] + b["bound"])) + 1e-12, rtol=0)

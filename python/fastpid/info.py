@@ -14,6 +14,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from . import _C
 from ._backend import is_torch, unit_of
 
 Axes = Union[int, Sequence[int]]
@@ -100,23 +101,12 @@ def pid_informations(P, *, base=2):
 
 
 def _pid_informations_numpy(P):
-    """pid_informations in nats for numpy arrays: -p log p of P in one pass, and of all its
-    marginals together in a second (a call of decompose on one small distribution spent a
-    tenth of its time in separate passes; a batch of 10,000 20x20x6 spends 0.38 s here)."""
+    """pid_informations in nats for numpy arrays, by the native kernel (one pass over each
+    distribution for its marginals; on one 20x20x6 histogram 0.06 ms in numpy, 0.01 ms here)."""
     batch = P.shape[:-3]
-    flat = P.reshape((-1,) + P.shape[-3:])
-    p_x1y, p_x2y, p_x12 = flat.sum(axis=2), flat.sum(axis=1), flat.sum(axis=3)
-    p_y, p_x1, p_x2 = p_x1y.sum(axis=1), p_x1y.sum(axis=2), p_x2y.sum(axis=2)
-    marginals = (p_x1y, p_x2y, p_x12, p_y, p_x1, p_x2)
-    joined = np.concatenate([q.reshape(len(flat), -1) for q in marginals], axis=1)
-    h_x1y, h_x2y, h_x12, h_y, h_x1, h_x2 = _segment_entropies(joined, np.cumsum([0] + [q[0].size for q in marginals[:-1]])).T
-    (h_xyz,) = _segment_entropies(flat.reshape(len(flat), -1), [0]).T
-    return {
-        "mi_x1": (h_x1 + h_y - h_x1y).reshape(batch),
-        "mi_x2": (h_x2 + h_y - h_x2y).reshape(batch),
-        "mi_joint": (h_x12 + h_y - h_xyz).reshape(batch),
-        "entropy_y": h_y.reshape(batch),
-    }
+    flat = np.ascontiguousarray(P.reshape((-1,) + P.shape[-3:]), dtype=np.float64)
+    out = _C.informations_cpu(flat)
+    return {name: out[:, i].reshape(batch) for i, name in enumerate(("mi_x1", "mi_x2", "mi_joint", "entropy_y"))}
 
 
 def _segment_entropies(p, starts, rows_per_chunk=64):

@@ -434,7 +434,7 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::scaling_start(int steps) {
   }
   t.sync();
   for (int64_t v = rank(); v < N(); v += T()) {
-    w.lam[v] = ::log(w.lam[v]);
+    w.lam[v] = simd_log(w.lam[v]);
     w.rd[v] = 0.0;
   }
   t.sync();
@@ -496,22 +496,32 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::scaling_dense(int steps) {
 }
 
 // s_c = -logsumexp over the cell's triples of lam_a + lam_b (into s_true), and the softmax p.
+// In three passes so that the exps run in one long loop over the triples (it vectorises, see
+// elementary.hpp), not in the cells' short ones: z = lam_a + lam_b into p and the cell's
+// largest z into s_true, then p = exp(z - max), then the cell's normalisation.
 template <class Team, class Algebra>
 FASTPID_HD void InteriorPoint<Team, Algebra>::cell_slacks() {
   const ExactStructure& st = w.st;
   const double* lam = w.lam;
   for (int64_t c = rank(); c < st.C; c += T()) {
-    const int t0 = st.cell_start[c], t1 = st.cell_start[c + 1];
     double zmax = -exact_detail::kInfinity;
-    for (int tr = t0; tr < t1; ++tr) zmax = dmax(zmax, lam[st.t_a[tr]] + lam[st.nA + st.t_b[tr]]);
-    double sum = 0;
-    for (int tr = t0; tr < t1; ++tr) {
-      w.p[tr] = ::exp(lam[st.t_a[tr]] + lam[st.nA + st.t_b[tr]] - zmax);
-      sum += w.p[tr];
+    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) {
+      w.p[tr] = lam[st.t_a[tr]] + lam[st.nA + st.t_b[tr]];
+      zmax = dmax(zmax, w.p[tr]);
     }
+    w.s_true[c] = zmax;
+  }
+  t.sync();
+  FASTPID_PRAGMA(omp simd)
+  for (int64_t tr = rank(); tr < st.T; tr += T()) w.p[tr] = simd_exp(w.p[tr] - w.s_true[st.t_c[tr]]);
+  t.sync();
+  for (int64_t c = rank(); c < st.C; c += T()) {
+    const int t0 = st.cell_start[c], t1 = st.cell_start[c + 1];
+    double sum = 0;
+    for (int tr = t0; tr < t1; ++tr) sum += w.p[tr];
     const double inv = 1.0 / sum;
     for (int tr = t0; tr < t1; ++tr) w.p[tr] *= inv;
-    w.s_true[c] = -(zmax + ::log(sum));
+    w.s_true[c] = -(w.s_true[c] + simd_log(sum));
   }
   t.sync();
 }
@@ -615,14 +625,14 @@ FASTPID_HD double InteriorPoint<Team, Algebra>::rounded_objective() {
     if (norm > 0) qr[tr] += row[st.t_a[tr]] * col[st.t_b[tr]] / norm;
   }
   t.sync();
+  // f = sum_t xlogx(Q_t) - sum_c xlogx(mass_c), the first in one long loop (it vectorises).
   double f = 0;
+  FASTPID_PRAGMA(omp simd reduction(+ : f))
+  for (int64_t tr = rank(); tr < st.T; tr += T()) f += xlogx(qr[tr]);
   for (int64_t c = rank(); c < st.C; c += T()) {
-    double mass = 0, ent = 0;
-    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) {
-      mass += qr[tr];
-      ent += xlogx(qr[tr]);
-    }
-    f += ent - xlogx(mass);
+    double mass = 0;
+    for (int tr = st.cell_start[c]; tr < st.cell_start[c + 1]; ++tr) mass += qr[tr];
+    f -= xlogx(mass);
   }
   return t.sum(f);
 }

@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 
+#include "fastpid/elementary.hpp"
+
 #if defined(__CUDACC__)
 #define FASTPID_HD __host__ __device__
 #else
@@ -45,14 +47,8 @@ struct SolveOutputs {
   double* dual2 = nullptr;       // optional (batch, n2, ny): beta, 0 where P(x2, y) = 0
 };
 
-// x log x with 0 log 0 = 0.
-FASTPID_HD inline double xlogx(double x) {
-#if defined(__CUDACC__)
-  return x > 0.0 ? x * ::log(x) : 0.0;
-#else
-  return x > 0.0 ? x * __builtin_log(x) : 0.0;
-#endif
-}
+// x log x with 0 log 0 = 0 (vectorises in omp simd loops on the CPU: elementary.hpp).
+FASTPID_HD inline double xlogx(double x) { return x > 0.0 ? x * simd_log(x) : 0.0; }
 
 // One entry of the backward of the value (envelope theorem, grad_cpu.cpp): the derivative
 // -(alpha(x1, y) + beta(x2, y)) times the incoming gradient g where P > 0, and 0 where P == 0.
@@ -108,6 +104,9 @@ void value_grad_cpu(const double* grad_value, const double* P, const double* dua
 // another (tests of the CUDA kernel's index arithmetic on the CPU).
 void value_grad_grid_cpu(const double* grad_value, const double* P, const double* dual1, const double* dual2,
                          Shape shape, double* grad_P, int blocks, int threads);
+
+// Per distribution, in nats: I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) into out[4 b .. 4 b + 3].
+void informations_cpu(const double* P, Shape shape, double* out, int num_threads);
 
 int max_threads();
 

@@ -1,0 +1,77 @@
+// The mutual informations every PID is built from (decompose's atoms are differences of them
+// and the solved value), for a batch of numpy distributions: one pass over P for its
+// marginals, then -sum p log p of each in loops that vectorise (elementary.hpp). Measured on
+// one 20x20x6 histogram: numpy's version took 0.06 ms of a 1.6 ms decompose.
+#include <algorithm>
+#include <vector>
+
+#include "fastpid/pid.hpp"
+
+#ifdef FASTPID_WITH_OPENMP
+#include <omp.h>
+#endif
+
+namespace fastpid {
+namespace {
+
+double entropy_of(const double* p, int64_t n) {
+  double h = 0;
+#pragma omp simd reduction(- : h)
+  for (int64_t i = 0; i < n; ++i) h -= xlogx(p[i]);
+  return h;
+}
+
+}  // namespace
+
+void informations_cpu(const double* P, Shape shape, double* out, int num_threads) {
+  const int n1 = shape.n1, n2 = shape.n2, ny = shape.ny;
+  const int64_t per = shape.size();
+#ifdef FASTPID_WITH_OPENMP
+  if (num_threads <= 0) num_threads = omp_get_max_threads();
+  num_threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads, shape.batch)));
+#pragma omp parallel num_threads(num_threads)
+#endif
+  {
+    // Marginals, contiguous: P(x1, y), P(x2, y), P(x1, x2), P(y), P(x1), P(x2).
+    std::vector<double> m(size_t(n1) * ny + size_t(n2) * ny + size_t(n1) * n2 + ny + n1 + n2);
+    double* x1y = m.data();
+    double* x2y = x1y + int64_t(n1) * ny;
+    double* x12 = x2y + int64_t(n2) * ny;
+    double* py = x12 + int64_t(n1) * n2;
+    double* px1 = py + ny;
+    double* px2 = px1 + n1;
+#ifdef FASTPID_WITH_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t b = 0; b < shape.batch; ++b) {
+      const double* p = P + b * per;
+      std::fill(m.begin(), m.end(), 0.0);
+      for (int x1 = 0; x1 < n1; ++x1)
+        for (int x2 = 0; x2 < n2; ++x2) {
+          const double* row = p + (int64_t(x1) * n2 + x2) * ny;
+          double* a = x1y + int64_t(x1) * ny;
+          double* c = x2y + int64_t(x2) * ny;
+          double cell = 0;
+#pragma omp simd reduction(+ : cell)
+          for (int y = 0; y < ny; ++y) {
+            a[y] += row[y];
+            c[y] += row[y];
+            cell += row[y];
+          }
+          x12[int64_t(x1) * n2 + x2] = cell;
+        }
+      for (int x1 = 0; x1 < n1; ++x1)
+        for (int y = 0; y < ny; ++y) px1[x1] += x1y[int64_t(x1) * ny + y], py[y] += x1y[int64_t(x1) * ny + y];
+      for (int x2 = 0; x2 < n2; ++x2)
+        for (int y = 0; y < ny; ++y) px2[x2] += x2y[int64_t(x2) * ny + y];
+      const double h_y = entropy_of(py, ny), h_xyz = entropy_of(p, per);
+      double* o = out + 4 * b;
+      o[0] = entropy_of(px1, n1) + h_y - entropy_of(x1y, int64_t(n1) * ny);   // I(X1;Y)
+      o[1] = entropy_of(px2, n2) + h_y - entropy_of(x2y, int64_t(n2) * ny);   // I(X2;Y)
+      o[2] = entropy_of(x12, int64_t(n1) * n2) + h_y - h_xyz;                 // I(X1,X2;Y)
+      o[3] = h_y;                                                             // H(Y)
+    }
+  }
+}
+
+}  // namespace fastpid
