@@ -40,6 +40,22 @@ constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2Hi = 0.6931471803691238;
 constexpr double kLn2Lo = 1.9082149292705877e-10;
 
+// Coefficients, highest degree first: 1/k! for k = 13 .. 0 (e^r), and 1/(2k+1) for k = 11 .. 1
+// (atanh(s) / s - 1 = z / 3 + z^2 / 5 + ..., as a polynomial in z = s^2, divided by z).
+constexpr double kExpTaylor[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0,
+                                 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+constexpr double kAtanhSeries[] = {1.0 / 23.0, 1.0 / 21.0, 1.0 / 19.0, 1.0 / 17.0, 1.0 / 15.0, 1.0 / 13.0,
+                                   1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0};
+
+// The polynomial with coefficients c (highest degree first) at x, by Horner's rule.
+template <int N>
+inline double horner(const double (&c)[N], double x) {
+  double p = c[0];
+  for (int i = 1; i < N; ++i) p = p * x + c[i];
+  return p;
+}
+
 // 2^k for an integer-valued double k in [-1100, 1100] whose shifted form t = k + kShifter is
 // given: (bits(t) + 1023) << 52 keeps k + 1023 in the exponent field (the shifter's own bits
 // leave through the top).
@@ -59,20 +75,7 @@ FASTPID_HD_INLINE double simd_exp(double x) {
   const double k = t - kShifter;  // nearest integer to x / ln 2
   const double r = (xc - k * kLn2Hi) - k * kLn2Lo;  // |r| <= 0.347
   // e^r by its Taylor polynomial of degree 13 (truncation below 5e-18 relative).
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
+  const double p = horner(kExpTaylor, r);
   // p * 2^k as p * 2^k1 * 2^k2 with k1 = k / 2 rounded: both factors are normal numbers, the
   // first product is exact and the second rounds once, also where the result is subnormal.
   const double t1 = k * 0.5 + kShifter;
@@ -103,17 +106,7 @@ FASTPID_HD_INLINE double simd_log(double x) {
   const double f = m - 1.0;
   const double s = f / (2.0 + f);
   const double z = s * s;
-  double q = 1.0 / 23.0;
-  q = q * z + 1.0 / 21.0;
-  q = q * z + 1.0 / 19.0;
-  q = q * z + 1.0 / 17.0;
-  q = q * z + 1.0 / 15.0;
-  q = q * z + 1.0 / 13.0;
-  q = q * z + 1.0 / 11.0;
-  q = q * z + 1.0 / 9.0;
-  q = q * z + 1.0 / 7.0;
-  q = q * z + 1.0 / 5.0;
-  q = q * z + 1.0 / 3.0;
+  const double q = horner(kAtanhSeries, z);
   const double log_m = f - s * (f - 2.0 * z * q);  // 2 s (1 + z q), written around f = m - 1
   const double y = e * kLn2Hi + (log_m + e * kLn2Lo);
   // The special values: 0 -> -inf, +inf -> +inf, negative or NaN -> NaN.

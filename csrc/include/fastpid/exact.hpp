@@ -440,6 +440,25 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::scaling_start(int steps) {
   t.sync();
 }
 
+// One factor of a scaling step: f = target / sums where both are positive (f kept elsewhere);
+// target is (x, y) with the labels contiguous, f and sums are too when labels_inner, else
+// (y, x). In contiguous loops, so that the divisions vectorise (with strides computed at run
+// time they did not: dense 4x4x1000, 80 steps, took 4.6 -> 5.4 ms).
+FASTPID_HD inline void update_scaled(bool labels_inner, int n, int ny, const double* target, const double* sums, double* f) {
+  if (labels_inner) {
+    FASTPID_PRAGMA(omp simd)
+    for (int e = 0; e < n * ny; ++e) f[e] = sums[e] > 0 && f[e] > 0 ? target[e] / sums[e] : f[e];
+  } else {
+    for (int y = 0; y < ny; ++y) {
+      FASTPID_PRAGMA(omp simd)
+      for (int x = 0; x < n; ++x) {
+        const int e = y * n + x;
+        f[e] = sums[e] > 0 && f[e] > 0 ? target[x * ny + y] / sums[e] : f[e];
+      }
+    }
+  }
+}
+
 // scaling_start's steps for one thread on dense arrays UA (x1, y), VB (x2, y) and R (x1, x2)
 // (zero where a variable or a cell is absent, so every product sums exactly the triples'
 // terms); takes and leaves UA, VB and R in scaling_start's arrays. Each step is three small
@@ -493,11 +512,7 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::scaling_dense(int steps) {
         }
       }
     }
-    for (int x1 = 0; x1 < n1; ++x1)
-      for (int y = 0; y < ny; ++y) {
-        const int e = x1 * ua_x + y * ua_y;
-        if (sums[e] > 0 && ua[e] > 0) ua[e] = pa[x1 * ny + y] / sums[e];
-      }
+    update_scaled(labels_inner, n1, ny, pa, sums, ua);
     // VB = PB / (R^T UA)
     for (int e = 0; e < n2 * ny; ++e) sums[e] = 0.0;
     for (int x1 = 0; x1 < n1; ++x1) {
@@ -519,11 +534,7 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::scaling_dense(int steps) {
         }
       }
     }
-    for (int x2 = 0; x2 < n2; ++x2)
-      for (int y = 0; y < ny; ++y) {
-        const int e = x2 * vb_x + y * vb_y;
-        if (sums[e] > 0 && vb[e] > 0) vb[e] = pb[x2 * ny + y] / sums[e];
-      }
+    update_scaled(labels_inner, n2, ny, pb, sums, vb);
     // R = R * (UA VB^T), kept above underflow; with x2 inner, the vector lanes run over x2 and
     // each keeps its sum over the labels in a register.
     for (int x1 = 0; x1 < n1; ++x1) {
