@@ -154,7 +154,7 @@ PYBIND11_MODULE(_C, m) {
       "I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) in nats (batch, 4) of every distribution in P (batch, n1, n2, ny).");
   m.def(
       "elementary",
-      [](const std::string& name, py::array_t<double, py::array::c_style | py::array::forcecast> x) {
+      [](const std::string& name, const Array& x) {
         if (name != "exp" && name != "log") throw std::invalid_argument("elementary: name must be 'exp' or 'log'");
         py::array_t<double> y(x.size());
         const double* in = x.data();

@@ -4,9 +4,9 @@
 // and on a 20x20x6 histogram the exact solver spent 7% of its time inside them (perf, one
 // thread): 2,400 exps per iteration for the cells' softmax, 2,800 logs per rounded
 // certificate. These are branch-free, inline and use only double and 64-bit integer
-// arithmetic, so `#pragma omp simd` loops over them become vector code; their error is at
-// most 1 ulp more than libm's (tests/test_elementary.py measures it over the whole range,
-// subnormals included). On the device they are CUDA's exp and log.
+// arithmetic, so `#pragma omp simd` loops over them become vector code; their results are
+// within 1 ulp of libm's (tests/test_elementary.py measures it over the whole range, subnormals
+// included). On the device they are CUDA's exp and log.
 #pragma once
 #include <cmath>
 #include <cstdint>
