@@ -153,6 +153,25 @@ PYBIND11_MODULE(_C, m) {
       py::arg("P"), py::arg("threads") = 0,
       "I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) in nats (batch, 4) of every distribution in P (batch, n1, n2, ny).");
   m.def(
+      "input_totals",
+      [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P) {
+        if (P.ndim() < 1) throw std::invalid_argument("input_totals: expected an array of shape (batch, ...)");
+        const int64_t batch = P.shape(0), per = batch > 0 ? P.size() / batch : 0;
+        py::array_t<double> total(batch);
+        py::array_t<bool> nonfinite(batch), negative(batch);
+        double* t = total.mutable_data();
+        bool *f = nonfinite.mutable_data(), *n = negative.mutable_data();
+        const double* p = P.data();
+        {
+          py::gil_scoped_release release;
+          fastpid::input_totals_cpu(p, batch, per, t, f, n);
+        }
+        return py::make_tuple(total, nonfinite, negative);
+      },
+      py::arg("P"),
+      "(total, nonfinite, negative) of every distribution in P (batch, ...): its sum, and whether it has a NaN or "
+      "infinite entry and a negative entry.");
+  m.def(
       "elementary",
       [](const std::string& name, const Array& x) {
         if (name != "exp" && name != "log") throw std::invalid_argument("elementary: name must be 'exp' or 'log'");

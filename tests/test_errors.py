@@ -29,6 +29,33 @@ def test_nan_and_inf():
         fastpid.decompose(P)
 
 
+def test_native_totals_match_numpy():
+    # The one-pass totals and flags behind every input check, against numpy's three passes,
+    # on rows long enough to run the vectorised loop and its remainder, with the bad values
+    # at the first, a middle and the last entry.
+    rng = np.random.default_rng(7)
+    P = rng.random((12, 3, 5, 7))
+    P[1, 0, 0, 0] = np.nan
+    P[2, 2, 4, 6] = np.inf
+    P[3, 1, 2, 3] = -np.inf
+    P[4, 2, 4, 6] = -1e-300
+    P[5, 0, 0, 0] = -0.0  # not negative, for numpy either
+    P[6, 1, 1, 1] = np.nan
+    P[6, 1, 1, 2] = -2.0
+    P[7] = 0.0
+    P[8, 0, 1, 1] = 1.7e308  # finite
+    total, nonfinite, negative = fastpid._C.input_totals(P)
+    per = P.reshape(len(P), -1)
+    assert nonfinite.dtype == bool and negative.dtype == bool
+    np.testing.assert_array_equal(nonfinite, ~np.isfinite(per).all(axis=1))
+    np.testing.assert_array_equal(negative, (per < 0).any(axis=1))
+    assert nonfinite.tolist() == [False, True, True, True, False, False, True, False, False, False, False, False]
+    assert negative.tolist() == [False, False, False, True, True, False, True, False, False, False, False, False]
+    finite = np.isfinite(per).all(axis=1)
+    np.testing.assert_allclose(total[finite], per[finite].sum(axis=1), rtol=1e-13)
+    assert total[7] == 0.0
+
+
 def test_zero_mass():
     P = np.stack([valid(), np.zeros((2, 2, 2))])
     with pytest.raises(ValueError, match=r"batch index 1\b.*zero total mass"):

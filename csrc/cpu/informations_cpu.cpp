@@ -3,6 +3,8 @@
 // marginals, then -sum p log p of each in loops that vectorise (elementary.hpp). Measured on
 // one 20x20x6 histogram: numpy's version took 0.06 ms of a 1.6 ms decompose.
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <vector>
 
 #include "fastpid/pid.hpp"
@@ -71,6 +73,23 @@ void informations_cpu(const double* P, Shape shape, double* out, int num_threads
       o[2] = entropy_of(x12, int64_t(n1) * n2) + h_y - h_xyz;                 // I(X1,X2;Y)
       o[3] = h_y;                                                             // H(Y)
     }
+  }
+}
+
+void input_totals_cpu(const double* P, int64_t batch, int64_t per, double* total, bool* nonfinite, bool* negative) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const double* p = P + b * per;
+    double sum = 0;
+    int bad_value = 0, bad_sign = 0;
+#pragma omp simd reduction(+ : sum) reduction(| : bad_value, bad_sign)
+    for (int64_t i = 0; i < per; ++i) {
+      sum += p[i];
+      bad_value |= !(std::abs(p[i]) <= DBL_MAX);  // NaN fails every comparison
+      bad_sign |= p[i] < 0;
+    }
+    total[b] = sum;
+    nonfinite[b] = bad_value;
+    negative[b] = bad_sign;
   }
 }
 

@@ -8,6 +8,8 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from . import _C
+
 NORMALISATION_TOLERANCE = 1e-6
 
 
@@ -99,9 +101,8 @@ def to_batch(P: Any, *, normalize: bool, name: str = "P", min_rank: int = 3):
 def check_flat(flat: np.ndarray, batch_shape: Tuple[int, ...] = (), *, normalize: bool = False, min_rank: int = 3) -> np.ndarray:
     """The per-distribution checks of :func:`to_batch` on a float64 array (batch, ...);
     returns the distributions divided by their totals."""
-    per = flat.reshape(flat.shape[0], -1)
-    total = per.sum(axis=1)
-    failing = bad_distributions(~np.isfinite(per).all(axis=1), (per < 0).any(axis=1), total, normalize)
+    total, nonfinite, negative = _C.input_totals(flat)  # one pass instead of numpy's three
+    failing = bad_distributions(nonfinite, negative, total, normalize)
     for check, bad in enumerate(failing):
         if bad.any():
             i = int(np.argmax(bad))

@@ -82,7 +82,7 @@ def pid_informations(P, *, base=2):
     """
     _, log_base = unit_of(base)
     if not is_torch(P):
-        return {k: v / log_base for k, v in _pid_informations_numpy(np.asarray(P, dtype=float)).items()}
+        return {k: v / log_base for k, v in pid_informations_nats(np.asarray(P, dtype=float)).items()}
     h_y = _neg_xlogx_sum(_sum(P, (-3, -2)), -1)
     p_x1y = _sum(P, -2)
     p_x2y = _sum(P, -3)
@@ -100,9 +100,10 @@ def pid_informations(P, *, base=2):
     }
 
 
-def _pid_informations_numpy(P):
-    """pid_informations in nats for numpy arrays, by the native kernel (one pass over each
-    distribution for its marginals; on one 20x20x6 histogram 0.06 ms in numpy, 0.01 ms here)."""
+def pid_informations_nats(P):
+    """pid_informations in nats of a float64 numpy array, by the native kernel (one pass over
+    each distribution for its marginals; on one 20x20x6 histogram 0.06 ms in numpy, 0.01 ms
+    here)."""
     batch = P.shape[:-3]
     flat = np.ascontiguousarray(P.reshape((-1,) + P.shape[-3:]), dtype=np.float64)
     out = _C.informations_cpu(flat)

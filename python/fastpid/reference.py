@@ -186,12 +186,12 @@ def decompose_cvxpy(P, *, solver="CLARABEL", formulation="strong", base=2, norma
         ok[i] = status == "optimal"
     informations = pid_informations(flat, base=math.e)
 
-    def field(v):
-        return np.asarray(v, dtype=float).reshape(batch_shape) / log_base
+    def convert(measures):
+        return [np.asarray(v, dtype=float).reshape(batch_shape) / log_base for v in measures]
 
     # CVXPY certifies nothing: bound is NaN.
     return result_from(
-        values, informations, field, bound=np.full(len(flat), np.nan), converged=ok.reshape(batch_shape),
+        values, informations, convert, bound=np.full(len(flat), np.nan), converged=ok.reshape(batch_shape),
         iterations=np.zeros(batch_shape, dtype=np.int32), unit=unit, method=f"cvxpy-{solver.lower()}-{formulation}",
     )
 

@@ -108,6 +108,11 @@ void value_grad_grid_cpu(const double* grad_value, const double* P, const double
 // Per distribution, in nats: I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) into out[4 b .. 4 b + 3].
 void informations_cpu(const double* P, Shape shape, double* out, int num_threads);
 
+// Per distribution (batch rows of `per` entries): its total and whether it has a NaN or
+// infinite entry and a negative entry: the passes over the data that the input checks need
+// (_backend.check_flat), in one.
+void input_totals_cpu(const double* P, int64_t batch, int64_t per, double* total, bool* nonfinite, bool* negative);
+
 int max_threads();
 
 }  // namespace fastpid
