@@ -404,8 +404,9 @@ void build_label_structure(const ExactStructure& st, LabelStructure& ls) {
 // strides ldl, ldx, lds): rows i, entries j < n (X) and j <= i (L, S). With n known to the
 // compiler the loops unroll into straight code. As loops over a few triples, their exits
 // were mispredicted and the diagonal terms added after them waited on the loops' stores
-// (profiled on 20x20x6, cells of 6 triples: factorize_sources 15.7% -> 10.6% of a solve;
-// dense 6^3 about 13% faster, 20x20x10 about 7%; dense 10^3 unchanged).
+// (profiled on 20x20x6, cells of 6 triples: factorize_sources 15.7% -> 10.6% of a solve,
+// the kernel 6.5% faster; dense 6^3 12%, dense 10^3 2%, 20x20x10 1%;
+// results/exact_assembly_cpu.json).
 template <int N>
 inline void add_run_cell(double d, double m, const double* pc, double* L, int64_t ldl, double* X, int64_t ldx,
                          double* S, int64_t lds) {
