@@ -42,6 +42,14 @@ def test_cells_and_sources_agree_on_every_family(family, shape, rng):
     assert_same_answer(np.stack([FAMILIES[family](rng, *shape) for _ in range(4)]))
 
 
+@pytest.mark.parametrize("labels", range(1, 15))
+def test_run_cells_of_every_size(labels, rng):
+    # Dense inputs: every cell is a run of `labels` consecutive triples, whose entries of the
+    # sources' Newton matrix are added by add_run_cell<labels> up to 12 (exact_cpu.cpp) and by
+    # the loops beyond; the cells' elimination builds its systems without them.
+    assert_same_answer(np.stack([FAMILIES["dense"](rng, 3, 4, labels) for _ in range(2)]))
+
+
 def test_cells_on_degenerate_inputs(rng):
     point = np.zeros((3, 4, 5))
     point[1, 2, 3] = 1.0
