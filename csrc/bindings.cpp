@@ -92,17 +92,20 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "fastpid native kernels (CPU, and CUDA when compiled)";
   m.def(
       "exact_cpu",
-      [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads, int elimination) {
+      [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads, int elimination,
+         bool mixed_precision) {
         if (elimination < 0 || elimination > 2) throw std::invalid_argument("elimination must be 0, 1 or 2");
         SolverOptions opt = options(tol, max_iter);
         opt.elimination = elimination;
+        opt.mixed_precision = mixed_precision;
         return run(on_threads(fastpid::exact_cpu, threads), P, opt, coupling, duals);
       },
       py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("coupling") = false,
-      py::arg("duals") = false, py::arg("threads") = 0, py::arg("elimination") = 0,
+      py::arg("duals") = false, py::arg("threads") = 0, py::arg("elimination") = 0, py::arg("mixed_precision") = true,
       "Exact solve of every distribution in P (batch, n1, n2, ny); tol in nats. elimination: 0 picks the "
       "Newton-system elimination with the smaller dense factor per distribution, 1 forces the sources' "
-      "side, 2 the cells (for tests).");
+      "side, 2 the cells (for tests). mixed_precision=False keeps every Schur complement in double "
+      "(for tests).");
   m.def(
       "refine_cpu",
       [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads, int scaling_iters,

@@ -43,32 +43,37 @@ constexpr double kRefinedEnough = 1e-14;  // residual / right-hand side (max nor
 // 20; depth 6 reaches only 11, which is why the blocks of many x1 are stacked, see Chunk).
 constexpr int kRows = 8, kCols = 16, kDepth = 256;
 inline int padded(int n) { return (n + kCols - 1) / kCols * kCols; }
+constexpr int kColsSingle = 32;  // the same tiles in float: twice the columns per register
+inline int padded_single(int n) { return (n + kColsSingle - 1) / kColsSingle * kColsSingle; }
 // One row of tiles (rows j0 .. j0 + kRows) of the update, columns jj_begin .. jj_end (multiples of
-// kCols, clipped to the lower triangle), over the rows i0 .. i1 of X.
-void syrk_tile_row(const double* X, int i0, int i1, int n, int64_t ldx, double* S, int64_t ld, int j0, int jj_begin,
+// Cols, clipped to the lower triangle), over the rows i0 .. i1 of X. Accumulated in T (double,
+// or float for the single-precision Schur complement, see factorize_sources; Cols: two vector
+// registers of T per row of a tile).
+template <class T, int Cols>
+void syrk_tile_row(const T* X, int i0, int i1, int n, int64_t ldx, double* S, int64_t ld, int j0, int jj_begin,
                    int jj_end) {
   const int rows = std::min(kRows, n - j0);
   jj_end = std::min(jj_end, j0 + rows);
-  for (int jj0 = jj_begin; jj0 < jj_end; jj0 += kCols) {
-    double acc[kRows][kCols] = {};
+  for (int jj0 = jj_begin; jj0 < jj_end; jj0 += Cols) {
+    T acc[kRows][Cols] = {};
     for (int i = i0; i < i1; ++i) {
-      const double* xi = X + int64_t(i) * ldx;
+      const T* xi = X + int64_t(i) * ldx;
       for (int r = 0; r < kRows; ++r) {
-        const double v = r < rows ? xi[j0 + r] : 0.0;
+        const T v = r < rows ? xi[j0 + r] : T(0);
 #pragma omp simd
-        for (int c = 0; c < kCols; ++c) acc[r][c] += v * xi[jj0 + c];
+        for (int c = 0; c < Cols; ++c) acc[r][c] += v * xi[jj0 + c];
       }
     }
-    if (jj0 + kCols <= j0 + 1) {  // the whole tile lies below the diagonal
+    if (jj0 + Cols <= j0 + 1) {  // the whole tile lies below the diagonal
       for (int r = 0; r < rows; ++r) {
         double* srow = S + int64_t(j0 + r) * ld + jj0;
 #pragma omp simd
-        for (int c = 0; c < kCols; ++c) srow[c] -= acc[r][c];
+        for (int c = 0; c < Cols; ++c) srow[c] -= acc[r][c];
       }
     } else {  // a tile on the diagonal: keep to the lower triangle
       for (int r = 0; r < rows; ++r) {
         double* srow = S + int64_t(j0 + r) * ld;
-        const int lim = std::min(kCols, j0 + r + 1 - jj0);
+        const int lim = std::min(Cols, j0 + r + 1 - jj0);
         for (int c = 0; c < lim; ++c) srow[jj0 + c] -= acc[r][c];
       }
     }
@@ -83,7 +88,10 @@ constexpr int kParallelColumns = 128;
 // 512 KB) stays in the core's L2 while every row of tiles sweeps it.
 constexpr int kPanelColumns = 256;
 
-void syrk_lower_sub(const double* X, int k, int n, int64_t ldx, double* S, int64_t ld, int threads = 1) {
+// X of T: double (ldx >= padded(n)) or float (ldx >= padded_single(n)).
+template <class T>
+void syrk_lower_sub(const T* X, int k, int n, int64_t ldx, double* S, int64_t ld, int threads = 1) {
+  constexpr int cols = sizeof(T) == sizeof(float) ? kColsSingle : kCols;
   const int tile_rows = (n + kRows - 1) / kRows;
   for (int i0 = 0; i0 < k; i0 += kDepth) {
     const int i1 = std::min(k, i0 + kDepth);
@@ -94,9 +102,9 @@ void syrk_lower_sub(const double* X, int k, int n, int64_t ldx, double* S, int64
 #ifdef FASTPID_WITH_OPENMP
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
 #endif
-        for (int t = first; t < tile_rows; ++t) syrk_tile_row(X, i0, i1, n, ldx, S, ld, t * kRows, jb, jb + kPanelColumns);
+        for (int t = first; t < tile_rows; ++t) syrk_tile_row<T, cols>(X, i0, i1, n, ldx, S, ld, t * kRows, jb, jb + kPanelColumns);
       } else {
-        for (int t = first; t < tile_rows; ++t) syrk_tile_row(X, i0, i1, n, ldx, S, ld, t * kRows, jb, jb + kPanelColumns);
+        for (int t = first; t < tile_rows; ++t) syrk_tile_row<T, cols>(X, i0, i1, n, ldx, S, ld, t * kRows, jb, jb + kPanelColumns);
       }
     }
   }
@@ -433,6 +441,19 @@ inline void add_run_cell_of_size(int n, double d, double m, const double* pc, do
 }
 constexpr int kUnrolledCell = 12;  // largest run cell with its own add_run_cell
 
+// Mixed precision: while the duality gap (nats, sum_c m_c s_c) exceeds kSingleGap, the Schur
+// complement's update S -= X^T X is computed in single precision (twice the multiply-adds per
+// instruction) on chunks of at least kSingleColumns columns. The early Newton directions need
+// few digits; the certificate is always evaluated in double, so a worse direction could only
+// cost iterations, never accuracy. Measured (results/exact_mixed_cpu.json): mean iterations of
+// every family and of 20x20x6, dense 10^3 and 16^3 unchanged at 1e-7 bits and at 1e-10 nats
+// (a gap of 1e-5 begins to add some); harsh-family draws of 12x12x8 to 32x32x8 at 1e-8 bits:
+// no stop, the same iterations; dense 64^3 10.5 -> 9.3 s, 128x128x16 about 1.85 -> 1.6 s, 32^3
+// about 5% faster. On narrower chunks (20x20x6: 120 columns) it gained nothing measurable: the
+// conversion to float and the wider diagonal tiles ate the saving, so they stay in double.
+constexpr double kSingleGap = 1e-4;
+constexpr int kSingleColumns = 256;
+
 // Per-thread storage of the Newton systems; reused across the distributions a thread handles.
 // m, s, p (cells, cells, triples) point at the solver's current iterate during factorize and
 // solve; rhs and dlam at the system's right-hand side and solution.
@@ -441,6 +462,8 @@ struct Workspace {
   double* dlam = nullptr;
   int threads = 1;  // threads that share the dense updates of one distribution (exact_cpu)
   std::vector<double> Lblocks, Xblocks, S, U, ya, panel;
+  std::vector<float> Xsingle;  // one chunk of Xblocks in float (factorize_sources)
+  bool mixed_precision = true;  // SolverOptions::mixed_precision
   std::vector<BlockLayout> layout;  // the elimination on the sources (plan_blocks)
   std::vector<Chunk> chunks;
   // The elimination on the cells (LabelStructure above), when chosen for this distribution.
@@ -537,8 +560,25 @@ void factorize_sources(const ExactStructure& st, Workspace& w) {
     if (bl.col0 < 0)  // S -= X^T X on the scattered betas of this block's triples (increasing)
       syrk_lower_sub_scattered(X, k, blk.nJ, ldx, st.t_b + t_first, w.S.data(), nB, w.U.data());
   }
-  for (const Chunk& ch : w.chunks)  // S -= X^T X over every stacked block at once
-    syrk_lower_sub(w.Xblocks.data() + ch.x_off, ch.rows, ch.width, ch.ldx, w.S.data() + int64_t(ch.col0) * nB + ch.col0, nB, w.threads);
+  // S -= X^T X over every stacked block at once; in single precision while the duality gap
+  // is large (see kSingleGap).
+  double gap = 0;
+  for (int c = 0; c < st.C; ++c) gap += w.m[c] * w.s[c];
+  for (const Chunk& ch : w.chunks) {
+    double* S = w.S.data() + int64_t(ch.col0) * nB + ch.col0;
+    const double* X = w.Xblocks.data() + ch.x_off;
+    if (w.mixed_precision && gap > kSingleGap && ch.width >= kSingleColumns) {
+      const int64_t ldf = padded_single(ch.width);
+      float* Xf = w.Xsingle.data();
+      for (int i = 0; i < ch.rows; ++i) {
+#pragma omp simd
+        for (int j = 0; j < ldf; ++j) Xf[i * ldf + j] = j < ch.width ? float(X[i * ch.ldx + j]) : 0.0f;
+      }
+      syrk_lower_sub(Xf, ch.rows, ch.width, ldf, S, nB, w.threads);
+    } else {
+      syrk_lower_sub(X, ch.rows, ch.width, ch.ldx, S, nB, w.threads);
+    }
+  }
   for (int b = 0; b < nB; ++b)
     if (st.pinned[b]) {
       for (int j = 0; j < nB; ++j) w.S[int64_t(b) * nB + j] = w.S[int64_t(j) * nB + b] = 0.0;
@@ -908,6 +948,7 @@ class CpuAlgebra {
     // The cells' path does more per multiply-add (gathers, explicit inverses, refinement
     // solves): measured, it breaks even at about a third of the sources' count (10x10x10 dense:
     // cells 4.0 ms, sources 1.7 ms; 32^3 even; 2x2x500: 2.7 ms against 0.52 s).
+    w.mixed_precision = opt.mixed_precision;
     w.on_cells = opt.elimination == 2 || (opt.elimination == 0 && kCellsWorkFactor * cost_on_cells(st) < cost_on_sources(st));
     if (w.on_cells)
       prepare_cells(st);
@@ -969,6 +1010,9 @@ class CpuAlgebra {
     for (int x1 = 0; x1 < st.n1; ++x1) max_nJ = std::max<int64_t>(max_nJ, alpha_block(st, x1).nJ);
     w.Lblocks.assign(l_size, 0.0);
     w.Xblocks.assign(x_size, 0.0);
+    int64_t single_size = 0;
+    for (const Chunk& ch : w.chunks) single_size = std::max(single_size, int64_t(ch.rows) * padded_single(ch.width));
+    w.Xsingle.assign(single_size, 0.0f);
     w.U.assign(max_nJ, 0.0);
     w.S.assign(int64_t(st.nB) * st.nB, 0.0);
     w.panel.assign(int64_t(kBlockLarge) * padded(st.nB), 0.0);

@@ -31,6 +31,8 @@ struct SolverOptions {
   int elimination = 0;                       // exact: Newton systems eliminated on 0 the side
                                              // with the smaller dense factor (automatic),
                                              // 1 the sources, 2 the cells (tests)
+  bool mixed_precision = true;               // exact (CPU): early Schur complements in float
+                                             // (exact_cpu.cpp, kSingleGap); off for tests
   int scaling_iters = 200;                   // refine: iterative-scaling steps before Newton
   double penalty = 100.0;                    // refine: first penalty of the augmented Lagrangian
   double penalty_growth = 3.0;               // refine: penalty growth per outer step
