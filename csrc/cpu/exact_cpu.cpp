@@ -570,9 +570,12 @@ void factorize_sources(const ExactStructure& st, Workspace& w) {
     if (w.mixed_precision && gap > kSingleGap && ch.width >= kSingleColumns) {
       const int64_t ldf = padded_single(ch.width);
       float* Xf = w.Xsingle.data();
-      for (int i = 0; i < ch.rows; ++i) {
+      for (int i = 0; i < ch.rows; ++i) {  // the row's padding zeroed, X read only up to width
+        float* xf = Xf + i * ldf;
+        const double* x = X + i * ch.ldx;
 #pragma omp simd
-        for (int j = 0; j < ldf; ++j) Xf[i * ldf + j] = j < ch.width ? float(X[i * ch.ldx + j]) : 0.0f;
+        for (int j = 0; j < ch.width; ++j) xf[j] = float(x[j]);
+        std::fill(xf + ch.width, xf + ldf, 0.0f);
       }
       syrk_lower_sub(Xf, ch.rows, ch.width, ldf, S, nB, w.threads);
     } else {

@@ -113,7 +113,7 @@ def decompose(
     out = solve_flat(flat, method, tol * log_base, int(max_iter), return_coupling, False, int(threads or 0))
     informations = pid_informations_nats(flat)
 
-    def convert(measures):  # all at once: one division and one cast (a single 20x20x6: 8 us less)
+    def convert(measures):  # all at once: one division and one cast (results/exact_assembly_cpu.json)
         stacked = kind.wrap(np.stack(measures).reshape((len(measures),) + batch_shape) / log_base)
         return [stacked[i, ...] for i in range(len(measures))]
 
