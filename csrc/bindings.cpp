@@ -157,7 +157,7 @@ PYBIND11_MODULE(_C, m) {
       "I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) in nats (batch, 4) of every distribution in P (batch, n1, n2, ny).");
   m.def(
       "input_totals",
-      [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P) {
+      [](const Array& P) {
         if (P.ndim() < 1) throw std::invalid_argument("input_totals: expected an array of shape (batch, ...)");
         const int64_t batch = P.shape(0), per = batch > 0 ? P.size() / batch : 0;
         py::array_t<double> total(batch);
