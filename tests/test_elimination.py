@@ -63,6 +63,18 @@ def test_single_precision_schur_complement(rng):
     assert_same_answer(P)
 
 
+def test_schur_complement_of_order_above_512(rng):
+    # From order 512 the sources' Cholesky takes panels of 64 columns (exact_cpu.cpp,
+    # kLargeOrder), whose rows below the diagonal block are factorised by factor_panel's
+    # axpys rather than the register strips of the 24-column panels: 23x23x23 has 529 betas
+    # (eight full panels and one of 17). On one and two threads (the rows below shared).
+    P = FAMILIES["dense"](rng, 23, 23, 23)[None]
+    assert_same_answer(P)
+    one = solve(P, SOURCES)
+    two = _C.exact_cpu(P, TOL, 100, elimination=SOURCES, threads=2)
+    np.testing.assert_array_equal(one["value"], two["value"])
+
+
 def test_cells_on_degenerate_inputs(rng):
     point = np.zeros((3, 4, 5))
     point[1, 2, 3] = 1.0
