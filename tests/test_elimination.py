@@ -51,16 +51,19 @@ def test_run_cells_of_every_size(labels, rng):
 
 
 def test_single_precision_schur_complement(rng):
-    # A chunk of 256 or more columns (16x16x16: 256 betas) takes S -= X^T X in single precision
+    # A chunk of 64 or more columns (16x16x16: 256 betas) takes S -= X^T X in single precision
     # while the duality gap exceeds 1e-4 nats (exact_cpu.cpp, kSingleGap). Its directions cost
     # no iteration (measured: the same counts on every family; results/exact_mixed_cpu.json),
     # and the certified answers agree with the all-double solve and the cells' elimination.
-    P = np.stack([FAMILIES[f](rng, 16, 16, 16) for f in ("dense", "histogram", "tiny", "near_deterministic")])
-    mixed, double = solve(P, SOURCES), solve(P, SOURCES, mixed_precision=False)
-    np.testing.assert_array_equal(mixed["iterations"], double["iterations"])
-    assert (mixed["bound"] <= 1e-8).all() and (double["bound"] <= 1e-8).all()
-    np.testing.assert_allclose(mixed["value"], double["value"], atol=float(np.max(mixed["bound"] + double["bound"])) + 1e-12, rtol=0)
-    assert_same_answer(P)
+    # Also the narrowest chunks that take it: 8x8x8 (64 betas) and 20x20x6 histograms (120).
+    for P in (np.stack([FAMILIES[f](rng, 16, 16, 16) for f in ("dense", "histogram", "tiny", "near_deterministic")]),
+              np.stack([FAMILIES[f](rng, 8, 8, 8) for f in ("dense", "tiny", "near_deterministic")]),
+              np.stack([histogram(rng, 20, 20, 6, samples=1000) for _ in range(4)])):
+        mixed, double = solve(P, SOURCES), solve(P, SOURCES, mixed_precision=False)
+        np.testing.assert_array_equal(mixed["iterations"], double["iterations"])
+        assert (mixed["bound"] <= 1e-8).all() and (double["bound"] <= 1e-8).all()
+        np.testing.assert_allclose(mixed["value"], double["value"], atol=float(np.max(mixed["bound"] + double["bound"])) + 1e-12, rtol=0)
+        assert_same_answer(P)
 
 
 def test_schur_complement_of_order_above_512(rng):

@@ -555,10 +555,10 @@ constexpr int kUnrolledCell = 12;  // largest run cell with its own add_run_cell
 // every family and of 20x20x6, dense 10^3 and 16^3 unchanged at 1e-7 bits and at 1e-10 nats
 // (a gap of 1e-5 begins to add some); harsh-family draws of 12x12x8 to 32x32x8 at 1e-8 bits:
 // no stop, the same iterations; dense 64^3 10.5 -> 9.3 s, 128x128x16 about 1.85 -> 1.6 s, 32^3
-// about 5% faster. On narrower chunks (20x20x6: 120 columns) it gained nothing measurable: the
-// conversion to float and the wider diagonal tiles ate the saving, so they stay in double.
+// about 5% faster; from 64 columns on (the same checks): 20x20x6 (120 columns) 5% faster,
+// 20x20x10 9%, dense 10^3 4.5%. Narrower chunks (dense 6^3: 36) gain nothing; they stay in double.
 constexpr double kSingleGap = 1e-4;
-constexpr int kSingleColumns = 256;
+constexpr int kSingleColumns = 64;
 
 // Per-thread storage of the Newton systems; reused across the distributions a thread handles.
 // m, s, p (cells, cells, triples) point at the solver's current iterate during factorize and
