@@ -325,3 +325,22 @@ def test_scaled_start_on_triples_and_dense_products_agree(rng):
         team = _C.team_executor("exact", P[None], default_tol, 100, 1, 0)
         assert cpu["converged"].all() and team["converged"].all(), (cpu["bound"], team["bound"])
         assert abs(cpu["value"][0] - team["value"][0]) <= cpu["bound"][0] + team["bound"][0] + 1e-12
+
+
+def test_storage_kept_between_calls_changes_no_answer(rng):
+    # Each thread keeps its workspace and Newton-matrix storage between calls (batch_cpu.hpp,
+    # KeptPerThread) without clearing it: no answer may depend on what an earlier call left
+    # there, of another shape, on the other elimination, or after a fall back to the cells.
+    inputs = [FAMILIES["histogram"](rng, 20, 20, 6)[None], FAMILIES["dense"](rng, 3, 4, 5)[None],
+              FAMILIES["dense"](rng, 2, 2, 60)[None], NEAR_DETERMINISTIC_STALL.reshape((1,) + NEAR_DETERMINISTIC_STALL.shape),
+              FAMILIES["tiny"](rng, 12, 12, 12)[None]]
+    for threads in (1, 2):
+        run = lambda P: _C.exact_cpu(P, TOL, 100, threads=threads, coupling=True)  # noqa: E731
+        forward = [run(P) for P in inputs]
+        backward = [run(P) for P in reversed(inputs)][::-1]
+        for a, b in zip(forward, backward):
+            for key in ("value", "bound", "iterations", "coupling"):
+                np.testing.assert_array_equal(a[key], b[key])
+    refine = [_C.refine_cpu(P, 1e-9, 600, threads=1) for P in inputs]
+    for P, a in zip(inputs[::-1], refine[::-1]):
+        np.testing.assert_array_equal(_C.refine_cpu(P, 1e-9, 600, threads=1)["value"], a["value"])

@@ -14,6 +14,7 @@
 #include <limits>
 #include <vector>
 
+#include "batch_cpu.hpp"
 #include "fastpid/exact.hpp"
 #include "fastpid/pid.hpp"
 
@@ -579,6 +580,16 @@ struct Workspace {
   std::vector<int> t_la, t_lb, t_c, cell_order;  // t_*: per triple in label order (LabelStructure)
   int64_t wrow_stride = 0;                      // wrow: one row of W per thread
   int n_pos = 0, n_neg = 0;
+
+  int64_t held_doubles() const {
+    int64_t bytes = int64_t(Xsingle.capacity() * sizeof(float) + layout.capacity() * sizeof(BlockLayout) + chunks.capacity() * sizeof(Chunk));
+    for (const auto* v : {&Lblocks, &Xblocks, &S, &U, &ya, &panel, &dfactor, &dinv, &G, &wrow, &t_p, &cell_d, &Kpp, &Knp, &Knn,
+                          &cell_u, &refine_r, &refine_dx, &cell_z, &cell_r2, &cell_dz})
+      bytes += int64_t(v->capacity() * sizeof(double));
+    for (const auto* v : {&t_la, &t_lb, &t_c, &cell_order, &ls.var_start, &ls.vars, &ls.var_local, &ls.triple_start, &ls.triples, &ls.t_cell})
+      bytes += int64_t(v->capacity() * sizeof(int));
+    return bytes / int64_t(sizeof(double)) + int64_t(ls.inv_off.capacity());
+  }
 };
 
 // Factorises the Newton matrix sum_c E_c Z_c E_c^T by block elimination of alpha.
@@ -1054,6 +1065,9 @@ void solve_cells(const ExactStructure& st, Workspace& w) {
 class CpuAlgebra {
  public:
   explicit CpuAlgebra(int threads = 1) { w.threads = threads; }
+  void set_threads(int threads) { w.threads = threads; }
+  // Doubles of storage held (for KeptPerThread; ints and floats counted at their size).
+  friend int64_t held_doubles(const CpuAlgebra& a) { return a.w.held_doubles(); }
   void prepare(SerialTeam&, const ExactStructure& st, const SolverOptions& opt) {
     // The cells' path does more per multiply-add (gathers, explicit inverses, refinement
     // solves): measured, it breaks even at about a third of the sources' count (10x10x10 dense:
@@ -1148,14 +1162,15 @@ void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs
   // Each thread solves whole distributions; an orphaned `omp for` outside a parallel region
   // runs them all on the calling thread.
   auto solve_batch = [&](int inner_threads) {
-    std::vector<double> ws(size_t(std::max<int64_t>(workspace, 1)));
+    ThreadWorkspace ws(workspace);
     SerialTeam team;
-    CpuAlgebra algebra(inner_threads);
+    KeptPerThread<CpuAlgebra> algebra;  // its Newton matrices' storage too (see batch_cpu.hpp)
+    algebra->set_threads(inner_threads);
 #ifdef FASTPID_WITH_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (int64_t b = 0; b < shape.batch; ++b) {
-      CpuInteriorPoint solver(team, shape, options, ws.data(), algebra);
+      CpuInteriorPoint solver(team, shape, options, ws.data(), *algebra);
       solver.solve(P + b * per, outputs_of(out, shape, b));
     }
   };
