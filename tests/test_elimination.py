@@ -311,9 +311,12 @@ def test_scaled_start_on_triples_and_dense_products_agree(rng):
     # stop short); the team algebra, whose Schur complement is summed in another order, stops
     # short at 1e-10 nats on 13 of 2,000 (results/exact_refine_check.json), so it is held to
     # the default tol, which it reached on all 2,000.
+    # The dense products run over the labels where they outnumber x2 (5x7x9), else over x1 and
+    # x2 in rows of 24 register lanes (30x26x5: two rows of lanes per product, not square).
     default_tol = 1e-7 * math.log(2)
-    for samples, dense_products in ((60, False), (5000, True)):
-        P = histogram(rng, 12, 12, 8, samples=samples)
+    for shape, samples, dense_products in (((12, 12, 8), 60, False), ((12, 12, 8), 5000, True),
+                                           ((30, 26, 5), 50000, True), ((5, 7, 9), 5000, True)):
+        P = histogram(rng, *shape, samples=samples)
         triples = int(((P.sum(axis=1) > 0).sum(axis=0) * (P.sum(axis=0) > 0).sum(axis=0)).sum())
         assert (2 * triples >= P.size) == dense_products, triples
         cpu = _C.exact_cpu(P[None], TOL, 0, threads=1)

@@ -15,7 +15,7 @@
 namespace fastpid {
 
 // Storage of the calling thread kept between calls, up to kKeptDoubles per kind: one 20x20x6
-// exact solve on fresh memory spent about 0.2 ms of its 1.35 in the kernel's page faults (its
+// exact solve on fresh memory spent about 0.15 ms of its 1.25 in the kernel's page faults (its
 // workspace and Newton matrices are allocated by mmap and returned on every call), against
 // 1.1 ms per distribution in a batch. Larger storage is allocated per call and given back:
 // a solve that needs it takes far longer than its page faults. The solvers write every entry
