@@ -26,8 +26,8 @@ constexpr int64_t kKeptDoubles = int64_t(1) << 21;  // 16 MiB
 inline int64_t held_doubles(const std::vector<double>& v) { return int64_t(v.capacity()); }
 
 // The thread's kept object of type T (a workspace vector, an algebra), borrowed for one call;
-// a second borrower on the same thread (none today) or storage beyond kKeptDoubles after the
-// call (T::held_doubles) gets a fresh object that is freed at the end.
+// a second borrower on the same thread (none today) gets a fresh object that is freed at the
+// end, and the kept one is freed once it holds more than kKeptDoubles (held_doubles(T)).
 template <class T>
 class KeptPerThread {
  public:

@@ -111,6 +111,12 @@ void syrk_lower_sub(const T* X, int k, int n, int64_t ldx, double* S, int64_t ld
   }
 }
 
+// The Cholesky pivot of a column whose updated diagonal is d (its diagonal before the
+// factorisation's updates: scale > 0), by the rule of exact_detail::kPivotRelative.
+inline double pivot(double d, double scale) {
+  return d > exact_detail::kPivotRelative * scale ? std::sqrt(d) : exact_detail::kPivotHuge;
+}
+
 // In-place Cholesky factorisation of a symmetric positive (semi)definite matrix stored
 // row-major in the lower triangle (row stride ld), unblocked; see cholesky().
 void cholesky_unblocked(double* A, int n, int64_t ld) {
@@ -119,8 +125,7 @@ void cholesky_unblocked(double* A, int n, int64_t ld) {
     double d = rj[j];
 #pragma omp simd reduction(- : d)
     for (int k = 0; k < j; ++k) d -= rj[k] * rj[k];
-    const double scale = std::abs(rj[j]) + 1e-300;
-    const double ljj = d > 1e-14 * scale ? std::sqrt(d) : 1e64;
+    const double ljj = pivot(d, std::abs(rj[j]) + 1e-300);
     rj[j] = ljj;
     const double inv = 1.0 / ljj;
     for (int i = j + 1; i < n; ++i) {
@@ -163,7 +168,7 @@ void factor_panel(double* P, int64_t ldp, int b, int i0, int i1, const double* s
     double* pc = P + int64_t(c) * ldp;
     if (i0 == 0) {
       const double d = pc[c];
-      const double ljj = d > 1e-14 * scale[c] ? std::sqrt(d) : 1e64;
+      const double ljj = pivot(d, scale[c]);
       pc[c] = ljj;
       inv[c] = 1.0 / ljj;
     }

@@ -48,6 +48,11 @@ constexpr int kScalingSteps = 40;
 constexpr double kScalingFloor = 1e-250;  // cell masses of the scaling never reach 0 (underflow)
 constexpr double kStartMassFloor = 1e-4;  // total mass added to the start's cell masses (spread evenly)
 constexpr double kInfinity = HUGE_VAL;
+// Cholesky pivots of the Newton systems (both algebras): a pivot below kPivotRelative of its
+// diagonal (before the factorisation's own updates) is a direction the system does not
+// determine; it is replaced by kPivotHuge, which zeroes the step along it.
+constexpr double kPivotRelative = 1e-14;
+constexpr double kPivotHuge = 1e64;
 }  // namespace exact_detail
 
 // Cuts one workspace (doubles) into typed arrays; with a null base it only counts, so the same
@@ -473,6 +478,18 @@ FASTPID_HD inline void lanes_product(int width, int kk, const double* a, int ak,
   }
 }
 
+// C = A B for A (m x kk), B (kk x n), C (m x n), all dense with rows contiguous, in rows of
+// lanes (lanes_product).
+FASTPID_HD inline void small_product(int m, int n, int kk, const double* A, const double* B, double* C) {
+  double acc[kScalingLanes];
+  for (int i = 0; i < m; ++i)
+    for (int x0 = 0; x0 < n; x0 += kScalingLanes) {
+      const int width = n - x0 < kScalingLanes ? n - x0 : kScalingLanes;
+      lanes_product(width, kk, A + i * kk, 1, B + x0, n, acc);
+      for (int j = 0; j < width; ++j) C[i * n + x0 + j] = acc[j];
+    }
+}
+
 // scaling_start's steps for one thread on dense arrays UA (x1, y), VB (x2, y) and R (x1, x2)
 // (zero where a variable or a cell is absent, so every product sums exactly the triples'
 // terms); takes and leaves UA, VB and R in scaling_start's arrays. Each step is three small
@@ -555,20 +572,10 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::scaling_dense(int steps) {
       continue;
     }
     // UA = PA / (R VB): sums (y, x1) = VB (y, x2) RT (x2, x1)
-    for (int y = 0; y < ny; ++y)
-      for (int x0 = 0; x0 < n1; x0 += kScalingLanes) {
-        const int width = n1 - x0 < kScalingLanes ? n1 - x0 : kScalingLanes;
-        lanes_product(width, n2, vb + y * n2, 1, rt + x0, n1, acc);
-        for (int j = 0; j < width; ++j) sums[y * n1 + x0 + j] = acc[j];
-      }
+    small_product(ny, n1, n2, vb, rt, sums);
     update_scaled(false, n1, ny, pa, sums, ua);
     // VB = PB / (R^T UA): sums (y, x2) = UA (y, x1) R (x1, x2)
-    for (int y = 0; y < ny; ++y)
-      for (int x0 = 0; x0 < n2; x0 += kScalingLanes) {
-        const int width = n2 - x0 < kScalingLanes ? n2 - x0 : kScalingLanes;
-        lanes_product(width, n1, ua + y * n1, 1, r + x0, n2, acc);
-        for (int j = 0; j < width; ++j) sums[y * n2 + x0 + j] = acc[j];
-      }
+    small_product(ny, n2, n1, ua, r, sums);
     update_scaled(false, n2, ny, pb, sums, vb);
     // R = R * (UA^T VB), kept above underflow, and RT with it
     for (int x1 = 0; x1 < n1; ++x1)

@@ -13,8 +13,7 @@
 //     triple_of), then the team Cholesky of S (team_linalg.hpp);
 //   solve: the mirror image (per x1, per beta unknown, the team solve on S, per alpha unknown,
 //     per x1).
-// Pivots follow CpuAlgebra's rule (a pivot below 1e-14 of its diagonal is a direction the
-// system does not determine: replaced by 1e64, which zeroes the step along it).
+// Pivots follow the rule of exact_detail::kPivotRelative (exact.hpp), as on the CPU.
 // Work per factorisation: sum_x1 (k^3 / 3 + nJ k^2 / 2) + nB^2 n1 k / 2 + nB^3 / 3 multiply-adds
 // (nJ: triples of x1), as on the CPU; the Schur complement's entries are gathered, not
 // accumulated, so the CPU's register-tiled rank-k update has no counterpart here.
@@ -25,11 +24,6 @@
 #include "fastpid/team_linalg.hpp"
 
 namespace fastpid {
-
-namespace exact_detail {
-constexpr double kPivotRelative = 1e-14;
-constexpr double kPivotHuge = 1e64;
-}  // namespace exact_detail
 
 template <class Team>
 class TeamAlgebra {
