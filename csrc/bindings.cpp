@@ -107,6 +107,21 @@ PYBIND11_MODULE(_C, m) {
       "side, 2 the cells (for tests). mixed_precision=False keeps every Schur complement in double "
       "(for tests).");
   m.def(
+      "exact_newton_residual",
+      [](const Array& P, int elimination, bool mixed_precision) {
+        if (P.ndim() != 3) throw std::invalid_argument("P must have shape (n1, n2, ny)");
+        if (elimination < 0 || elimination > 2) throw std::invalid_argument("elimination must be 0, 1 or 2");
+        SolverOptions opt = options(1e-7, 100);
+        opt.elimination = elimination;
+        opt.mixed_precision = mixed_precision;
+        const Shape shape{1, int(P.shape(0)), int(P.shape(1)), int(P.shape(2))};
+        return fastpid::exact_newton_residual_cpu(P.data(), shape, opt);
+      },
+      py::arg("P"), py::arg("elimination"), py::arg("mixed_precision") = false,
+      "The exact solver's Newton system at the start point of one distribution P (n1, n2, ny), "
+      "factorised and solved by the CPU algebra for a fixed right-hand side; returns the residual "
+      "evaluated from the triples over the right-hand side, max norms (for tests).");
+  m.def(
       "refine_cpu",
       [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads, int scaling_iters,
          double penalty, double penalty_growth) {

@@ -1190,6 +1190,14 @@ void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs
   solve_batch(1);
 }
 
+double exact_newton_residual_cpu(const double* P, Shape shape, SolverOptions options) {
+  ThreadWorkspace ws(CpuInteriorPoint::workspace_doubles(shape));
+  SerialTeam team;
+  CpuAlgebra algebra(1);
+  CpuInteriorPoint solver(team, shape, options, ws.data(), algebra);
+  return solver.newton_solve_residual(P);
+}
+
 int max_threads() {
 #ifdef FASTPID_WITH_OPENMP
   return omp_get_max_threads();

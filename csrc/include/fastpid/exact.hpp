@@ -151,6 +151,11 @@ class InteriorPoint {
   }
 
   FASTPID_HD void solve(const double* P, DistOutputs out);
+  // Test of the algebra (tests/test_elimination.py): the Newton system at the start point of P,
+  // factorised and solved for a fixed right-hand side; returns the residual of that solution
+  // evaluated from the triples (direction_residual, independent of the algebra's assembly)
+  // over the right-hand side, max norms.
+  FASTPID_HD double newton_solve_residual(const double* P);
 
  private:
   struct Arrays {
@@ -1014,6 +1019,30 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs
     t.sync();
   }
   write(out, best_f, best_dual, it);
+}
+
+template <class Team, class Algebra>
+FASTPID_HD double InteriorPoint<Team, Algebra>::newton_solve_residual(const double* P) {
+  build(P);
+  const ExactStructure& st = w.st;
+  alg.prepare(t, st, opt);
+  t.sync();
+  start();
+  alg.factorize(t, st, w.m, w.s, w.p);
+  t.sync();
+  double rhs_norm = 0;
+  for (int64_t v = rank(); v < N(); v += T()) {
+    const bool pinned = v >= st.nA && st.pinned[v - st.nA];  // no equation: held at 0
+    w.rhs[v] = pinned ? 0.0 : cos(1.7 * double(v) + 0.3);
+    w.dlam[v] = 0.0;
+    rhs_norm = dmax(rhs_norm, w.rhs[v] < 0 ? -w.rhs[v] : w.rhs[v]);
+  }
+  rhs_norm = t.max(rhs_norm);
+  t.sync();
+  alg.solve(t, st, w.rhs, w.dlam);
+  t.sync();
+  const double residual = direction_residual(w.dlam);
+  return rhs_norm > 0 ? residual / rhs_norm : residual;
 }
 
 template <class Team, class Algebra>

@@ -97,6 +97,12 @@ void team_executor_cpu(const char* kernel, const double* P, Shape shape, SolverO
 void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out,
                int num_threads);
 
+// The exact solver's Newton system at the start point of one distribution P (shape.batch = 1),
+// factorised and solved by the CPU algebra (options.elimination, options.mixed_precision) for a
+// fixed right-hand side: the residual evaluated from the triples over the right-hand side
+// (tests of the algebra's assembly, factorisation and solves).
+double exact_newton_residual_cpu(const double* P, Shape shape, SolverOptions options);
+
 // Backward of the exact or proxy value: grad_P = -grad_value * (alpha(x1,y) + beta(x2,y))
 // where P > 0, and 0 where P == 0 (see grad_cpu.cpp). dual1/dual2 as in SolveOutputs.
 void value_grad_cpu(const double* grad_value, const double* P, const double* dual1, const double* dual2,
