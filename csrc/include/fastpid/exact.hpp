@@ -198,6 +198,7 @@ class InteriorPoint {
   FASTPID_HD int N() const { return w.st.nA + w.st.nB; }
 
   FASTPID_HD void build(const double* P);
+  FASTPID_HD void begin(const double* P);
   FASTPID_HD void start();
   FASTPID_HD int scaling_steps() const;
   FASTPID_HD void scaling_start(int steps);
@@ -895,14 +896,21 @@ FASTPID_HD double InteriorPoint<Team, Algebra>::round_primal(double& best_f) {
   return f;
 }
 
+// The structure of P, the algebra's storage for it and the start point (solve and
+// newton_solve_residual).
 template <class Team, class Algebra>
-FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs out) {
+FASTPID_HD void InteriorPoint<Team, Algebra>::begin(const double* P) {
   build(P);
-  const ExactStructure& st = w.st;
-  const int nA = st.nA, C = st.C;
-  alg.prepare(t, st, opt);
+  alg.prepare(t, w.st, opt);
   t.sync();
   start();
+}
+
+template <class Team, class Algebra>
+FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs out) {
+  begin(P);
+  const ExactStructure& st = w.st;
+  const int nA = st.nA, C = st.C;
 
   double best_f = exact_detail::kInfinity, best_dual = -exact_detail::kInfinity;
   double gap_at_round = 0, mu_at_round = 0;  // gap and mu where the primal was last rounded
@@ -1023,11 +1031,8 @@ FASTPID_HD void InteriorPoint<Team, Algebra>::solve(const double* P, DistOutputs
 
 template <class Team, class Algebra>
 FASTPID_HD double InteriorPoint<Team, Algebra>::newton_solve_residual(const double* P) {
-  build(P);
+  begin(P);
   const ExactStructure& st = w.st;
-  alg.prepare(t, st, opt);
-  t.sync();
-  start();
   alg.factorize(t, st, w.m, w.s, w.p);
   t.sync();
   double rhs_norm = 0;
