@@ -586,6 +586,8 @@ struct Workspace {
   int64_t wrow_stride = 0;                      // wrow: one row of W per thread
   int n_pos = 0, n_neg = 0;
 
+  // Storage held, in doubles (KeptPerThread frees it above kKeptDoubles): every vector above,
+  // so a vector added to this struct is added here too.
   int64_t held_doubles() const {
     int64_t bytes = int64_t(Xsingle.capacity() * sizeof(float) + layout.capacity() * sizeof(BlockLayout) + chunks.capacity() * sizeof(Chunk));
     for (const auto* v : {&Lblocks, &Xblocks, &S, &U, &ya, &panel, &dfactor, &dinv, &G, &wrow, &t_p, &cell_d, &Kpp, &Knp, &Knn,
