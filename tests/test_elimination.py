@@ -229,8 +229,9 @@ GAP_FLOOR = np.array([
     4.564009091939052e-13, 5.494150961987239e-11, 2.2663700627033872e-10, 5.005104879378001e-07,
     5.724912305579866e-13, 5.60419170982595e-07, 3.396574935836062e-10, 0.0,
     0.11147442392666322, 0.590743315562491]).reshape(3, 3, 2)
-# Still short at 100 iterations: the dual variable of a 6e-10 marginal crawls 2 nats per
-# iteration (the trust region) towards its optimum far below the others.
+# Was short at 100 iterations: the dual variable of a 6e-10 marginal crawled 2 nats per
+# iteration (the trust region) towards its optimum far below the others. The recentring of
+# badly centred cells on a collapsed step (exact.hpp, kRecentreStep) brings it to tol in 17.
 CRAWL = np.array([
     6.317973396500994e-13, 5.582061205551741e-10, 2.4586470229175326e-11, 0.2319737647545141,
     4.376320635302548e-07, 0.0, 5.391072123382004e-13, 0.0,
@@ -238,19 +239,20 @@ CRAWL = np.array([
     0.31908250851002506, 1.653487353988612e-10, 6.24420729574512e-10, 0.0]).reshape(2, 4, 2)
 
 
-@pytest.mark.parametrize("P", [LIMIT_CYCLE, GAP_FLOOR], ids=["limit cycle", "gap floor"])
+@pytest.mark.parametrize("P", [LIMIT_CYCLE, GAP_FLOOR, CRAWL], ids=["limit cycle", "gap floor", "tiny-mass crawl"])
 def test_stored_harsh_stops_now_reach_tol(P):
     r = solve(P, 0, tol=HARSH_TOL)
     assert r["converged"].all(), float(r["bound"][0])
     assert r["iterations"][0] < 40
 
 
-def test_tiny_mass_crawl_is_certified_and_reaches_tol_with_more_iterations():
-    short = solve(P := CRAWL, 0, tol=HARSH_TOL)
-    assert not short["converged"].any() and short["iterations"][0] == 100
-    longer = _C.exact_cpu(P[None], HARSH_TOL, 400, threads=1)
-    assert longer["converged"].all() and longer["iterations"][0] > 100
-    # the short answer's bound is honest: the converged value lies inside it
+def test_a_stop_short_at_max_iter_is_certified():
+    # The crawl above, cut at 10 iterations: the short answer's bound is honest (the converged
+    # value lies inside it).
+    short = _C.exact_cpu(CRAWL[None], HARSH_TOL, 10, threads=1)
+    assert not short["converged"].any() and short["iterations"][0] == 10
+    longer = solve(CRAWL, 0, tol=HARSH_TOL)
+    assert longer["converged"].all()
     assert abs(short["value"][0] - longer["value"][0]) <= short["bound"][0] + longer["bound"][0]
 
 

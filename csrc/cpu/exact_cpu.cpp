@@ -565,6 +565,7 @@ constexpr int kUnrolledCell = 12;  // largest run cell with its own add_run_cell
 // 20x20x10 9%, dense 10^3 4.5%. Narrower chunks (dense 6^3: 36) gain nothing; they stay in double.
 constexpr double kSingleGap = 1e-4;
 constexpr int kSingleColumns = 64;
+constexpr double kSingleCancellation = 1e-5;  // see single_precision_kept_digits
 
 // Per-thread storage of the Newton systems; reused across the distributions a thread handles.
 // m, s, p (cells, cells, triples) point at the solver's current iterate during factorize and
@@ -575,6 +576,7 @@ struct Workspace {
   int threads = 1;  // threads that share the dense updates of one distribution (exact_cpu)
   std::vector<double> Lblocks, Xblocks, S, U, ya, panel;
   std::vector<float> Xsingle;  // one chunk of Xblocks in float (factorize_sources)
+  std::vector<double> single_diag;  // S's diagonal before the single-precision update
   bool mixed_precision = true;  // SolverOptions::mixed_precision
   std::vector<BlockLayout> layout;  // the elimination on the sources (plan_blocks)
   std::vector<Chunk> chunks;
@@ -590,7 +592,7 @@ struct Workspace {
   // so a vector added to this struct is added here too.
   int64_t held_doubles() const {
     int64_t bytes = int64_t(Xsingle.capacity() * sizeof(float) + layout.capacity() * sizeof(BlockLayout) + chunks.capacity() * sizeof(Chunk));
-    for (const auto* v : {&Lblocks, &Xblocks, &S, &U, &ya, &panel, &dfactor, &dinv, &G, &wrow, &t_p, &cell_d, &Kpp, &Knp, &Knn,
+    for (const auto* v : {&Lblocks, &Xblocks, &S, &U, &ya, &panel, &single_diag, &dfactor, &dinv, &G, &wrow, &t_p, &cell_d, &Kpp, &Knp, &Knn,
                           &cell_u, &refine_r, &refine_dx, &cell_z, &cell_r2, &cell_dz})
       bytes += int64_t(v->capacity() * sizeof(double));
     for (const auto* v : {&t_la, &t_lb, &t_c, &cell_order, &ls.var_start, &ls.vars, &ls.var_local, &ls.triple_start, &ls.triples, &ls.t_cell})
@@ -598,6 +600,25 @@ struct Workspace {
     return bytes / int64_t(sizeof(double)) + int64_t(ls.inv_off.capacity());
   }
 };
+
+// Whether the single-precision update left enough digits in S: every pivot of its Cholesky
+// factor (unpinned, not cut) at least kSingleCancellation of the diagonal that the update
+// started from. The update's rounding is about 6e-8 of that diagonal, so at 1e-5 a pivot keeps
+// about two digits. On degenerate inputs (sum gates, duplicated and functionally dependent
+// sources) S is nearly singular from the first iteration: pivots were cut, the float directions
+// collapsed the step, and a 16x16x31 sum gate stopped after one iteration with a bound of
+// 1.2e-4 bits. Measured (results/exact_structured_cpu.json): the check fails on those and on no
+// input of the other families (20 draws each at 8^3 to 32x32x8; at 1e-4 it failed on a few of
+// them, at 1e-3 on most, costing their float update for nothing).
+bool single_precision_kept_digits(const ExactStructure& st, const Workspace& w) {
+  const int nB = st.nB;
+  for (int b = 0; b < nB; ++b) {
+    if (st.pinned[b]) continue;
+    const double l = w.S[int64_t(b) * nB + b];
+    if (!(l < exact_detail::kPivotHuge && l * l >= kSingleCancellation * w.single_diag[b])) return false;
+  }
+  return true;
+}
 
 // Factorises the Newton matrix sum_c E_c Z_c E_c^T by block elimination of alpha.
 // Z_c = diag(Q) + d_c p p^T with Q = m_c p and d_c = m_c / s_c - m_c.
@@ -689,10 +710,14 @@ void factorize_sources(const ExactStructure& st, Workspace& w) {
   // is large (see kSingleGap).
   double gap = 0;
   for (int c = 0; c < st.C; ++c) gap += w.m[c] * w.s[c];
+  bool single = false;
+  for (const Chunk& ch : w.chunks) single |= w.mixed_precision && gap > kSingleGap && ch.width >= kSingleColumns;
+  if (single)
+    for (int b = 0; b < nB; ++b) w.single_diag[b] = w.S[int64_t(b) * nB + b];
   for (const Chunk& ch : w.chunks) {
     double* S = w.S.data() + int64_t(ch.col0) * nB + ch.col0;
     const double* X = w.Xblocks.data() + ch.x_off;
-    if (w.mixed_precision && gap > kSingleGap && ch.width >= kSingleColumns) {
+    if (single && ch.width >= kSingleColumns) {
       const int64_t ldf = padded_single(ch.width);
       float* Xf = w.Xsingle.data();
       for (int i = 0; i < ch.rows; ++i) {  // the row's padding zeroed, X read only up to width
@@ -713,6 +738,10 @@ void factorize_sources(const ExactStructure& st, Workspace& w) {
       w.S[int64_t(b) * nB + b] = 1.0;
     }
   cholesky(w.S.data(), nB, w.panel.data(), w.threads);
+  if (single && !single_precision_kept_digits(st, w)) {
+    w.mixed_precision = false;  // for the rest of this distribution: cancellation only grows
+    factorize_sources(st, w);
+  }
 }
 
 // One x1 block's factors as solve_sources walks them: L (k x k), X = L^-1 B with its layout,
@@ -1094,6 +1123,19 @@ class CpuAlgebra {
     w.on_cells = true;
     prepare_cells(st);
   }
+  // A collapsed step (exact.hpp, solve): the Newton systems solved more accurately from here
+  // on, first all in double (the single-precision Schur update loses the directions of
+  // degenerate inputs: sum gates, duplicated sources), then on the cells (no cancellation
+  // between rank-one terms); false when neither is left.
+  bool escalate(SerialTeam& team, const ExactStructure& st, const SolverOptions& opt) {
+    if (w.mixed_precision && !w.on_cells) {
+      w.mixed_precision = false;
+      return true;
+    }
+    const bool was_on_cells = w.on_cells;
+    fall_back(team, st, opt);
+    return w.on_cells != was_on_cells;
+  }
   void factorize(SerialTeam&, const ExactStructure& st, const double* m, const double* s, const double* p) {
     w.m = m;
     w.s = s;
@@ -1145,6 +1187,7 @@ class CpuAlgebra {
     for (const Chunk& ch : w.chunks)
       if (w.mixed_precision && ch.width >= kSingleColumns) single_size = std::max(single_size, int64_t(ch.rows) * padded_single(ch.width));
     w.Xsingle.resize(single_size);  // every entry is written before it is read
+    w.single_diag.resize(single_size > 0 ? st.nB : 0);
     w.U.assign(max_nJ, 0.0);
     w.S.assign(int64_t(st.nB) * st.nB, 0.0);
     w.panel.assign(panel_size(st.nB), 0.0);

@@ -93,6 +93,157 @@ def histogram(rng, n1=20, n2=20, ny=6, samples=1000, concentration=0.5):
     return counts / counts.sum()
 
 
+# ---------------------------------------------------------------------------------------
+# Structured inputs: what users try first (gates, copies, functions of the sources, duplicated
+# and near-copied sources). Their optima sit on faces of the polytope, with many cells at zero
+# mass and degenerate dual points: this is where solvers break, not on random draws.
+
+def _sources(rng, n1, n2, uniform):
+    """P(x1, x2): uniform, or random (Dirichlet) marginals."""
+    if uniform:
+        return np.full((n1, n2), 1.0 / (n1 * n2))
+    return rng.dirichlet(np.full(n1 * n2, rng.choice([0.3, 1.0, 3.0]))).reshape(n1, n2)
+
+
+def _source_target(rng, n, ny, uniform):
+    """P(x, y) of one source and the target: uniform, or random."""
+    if uniform:
+        return np.full((n, ny), 1.0 / (n * ny))
+    return rng.dirichlet(np.full(n * ny, rng.choice([0.1, 0.5, 1.0]))).reshape(n, ny)
+
+
+# Deterministic targets Y = f(X1, X2) on value grids a (x1) and b (x2) and a random table f; see
+# deterministic() for how values become labels.
+TARGETS = {
+    "sum": lambda a, b, f: a + b,
+    "difference": lambda a, b, f: a - b + b.max(initial=0),
+    "product": lambda a, b, f: a * b,
+    "min": lambda a, b, f: np.minimum(a, b),
+    "max": lambda a, b, f: np.maximum(a, b),
+    "parity": lambda a, b, f: (a + b) % 2,
+    "function": lambda a, b, f: f[a, b],
+    "copy1": lambda a, b, f: a,                      # Y = X1
+    "copy_pair": lambda a, b, f: a * (b.max(initial=0) + 1) + b,  # Y = (X1, X2)
+}
+
+
+def deterministic(rng, n1, n2, ny, target="sum", uniform=True, flip=0.0):
+    """Y = f(X1, X2) for a target of :data:`TARGETS` (labels folded modulo ny, unused labels
+    zero), X1 and X2 uniform or with random joint marginals; with ``flip`` > 0 the label is
+    replaced by a uniformly random one with that probability (a near-deterministic target)."""
+    a, b = np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij")
+    f = rng.integers(0, ny, size=(n1, n2))
+    # The distinct values of f, in increasing order, are the labels (a product's values are not
+    # contiguous), folded modulo ny.
+    y = np.unique(np.asarray(TARGETS[target](a, b, f)), return_inverse=True)[1].reshape(n1, n2) % ny
+    P = np.zeros((n1, n2, ny))
+    P[a, b, y] = _sources(rng, n1, n2, uniform)
+    if flip > 0:
+        P = (1 - flip) * P + flip * P.sum(2, keepdims=True) / ny
+    return P / P.sum()
+
+
+def _relabelled(rng, n1, n2):
+    """g: values of X1 -> values of X2, a random bijection where n1 == n2, else a random map
+    onto as many values of X2 as it can reach."""
+    if n1 == n2:
+        return rng.permutation(n2)
+    g = rng.integers(0, n2, size=n1)
+    g[: min(n1, n2)] = rng.permutation(n2)[: min(n1, n2)]
+    return rng.permutation(g)
+
+
+def dependent_sources(rng, n1, n2, ny, uniform=False, flip=0.0):
+    """X2 = g(X1), with P(x1, y) uniform or random: for n1 == n2 a duplicated source (g a
+    bijection), else a function of it. With ``flip`` > 0, X2 is replaced by a uniformly random
+    other value with that probability: a near copy."""
+    pxy = _source_target(rng, n1, ny, uniform)
+    g = _relabelled(rng, n1, n2)
+    channel = np.zeros((n1, n2))  # P(x2 | x1)
+    channel[np.arange(n1), g] = 1.0
+    if flip > 0 and n2 > 1:
+        channel = (1 - flip) * channel + flip * (1 - channel) / (n2 - 1)
+    P = pxy[:, None, :] * channel[:, :, None]
+    return P / P.sum()
+
+
+STRUCTURED_KINDS = tuple(TARGETS) + ("noisy_function", "duplicate", "dependent", "near_copy", "histogram", "mixture")
+
+
+def _log_uniform(rng, low, high):
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def structured_case(rng, n1, n2, ny, kind=None):
+    """One draw of the structured family of shape (n1, n2, ny) and what it is:
+    ``(P, {"kind": ..., parameters})``. ``kind`` (one of :data:`STRUCTURED_KINDS`, random
+    when None):
+
+    - a deterministic target of :data:`TARGETS` (sum, difference, product, min, max, parity, a
+      random function, the copies Y = X1 and Y = (X1, X2)), uniform or random inputs;
+    - ``noisy_function``: a random function whose label flips with probability 1e-6 to 1e-1;
+    - ``duplicate`` (X2 = X1 relabelled; n2 is set to n1) and ``dependent`` (X2 = g(X1)), with
+      P(x1, y) uniform or random;
+    - ``near_copy``: X2 = X1 relabelled except with a flip probability from 1e-6 to 1e-1;
+    - ``histogram``: counts of 200 to 50,000 samples of another kind (as probabilities);
+    - ``mixture``: another kind plus a dense part of relative mass 1e-4 to 1e-1.
+
+    The kinds whose shape is fixed by their definition (duplicate) keep the requested shape by
+    folding or zero padding instead; every draw has shape (n1, n2, ny) and sums to 1.
+    """
+    kind = kind if kind is not None else STRUCTURED_KINDS[rng.integers(len(STRUCTURED_KINDS))]
+    uniform = bool(rng.integers(2))
+    if kind in TARGETS:
+        return deterministic(rng, n1, n2, ny, kind, uniform), {"kind": kind, "uniform": uniform}
+    if kind == "noisy_function":
+        flip = _log_uniform(rng, 1e-6, 1e-1)
+        return deterministic(rng, n1, n2, ny, "function", uniform, flip), {"kind": kind, "uniform": uniform, "flip": flip}
+    if kind in ("duplicate", "dependent"):
+        return dependent_sources(rng, n1, n2, ny, uniform), {"kind": kind if n1 == n2 else "dependent", "uniform": uniform}
+    if kind == "near_copy":
+        flip = _log_uniform(rng, 1e-6, 1e-1)
+        return dependent_sources(rng, n1, n2, ny, uniform, flip), {"kind": kind, "uniform": uniform, "flip": flip}
+    inner_kinds = [k for k in STRUCTURED_KINDS if k not in ("histogram", "mixture")]
+    inner, about = structured_case(rng, n1, n2, ny, inner_kinds[rng.integers(len(inner_kinds))])
+    if kind == "histogram":
+        samples = int(_log_uniform(rng, 200, 50_000))
+        counts = rng.multinomial(samples, inner.ravel()).reshape(inner.shape)
+        return counts / counts.sum(), {"kind": kind, "samples": samples, "of": about}
+    if kind == "mixture":
+        weight = _log_uniform(rng, 1e-4, 1e-1)
+        P = (1 - weight) * inner + weight * dense(rng, n1, n2, ny)
+        return P / P.sum(), {"kind": kind, "dense_weight": weight, "of": about}
+    raise ValueError(f"kind must be one of {STRUCTURED_KINDS}, got {kind!r}")
+
+
+def structured(rng, n1, n2, ny, kind=None):
+    """A draw of the structured family (see :func:`structured_case`), the distribution only."""
+    return structured_case(rng, n1, n2, ny, kind)[0]
+
+
+def structured_shape(rng, kind, largest=40):
+    """A shape for ``kind`` from 2x2x2 up to ``largest`` values per source (log-uniform per
+    axis), with the labels the kind's definition needs where it fixes them (a sum gate of n
+    values has 2n - 1 labels; Y = (X1, X2) has n1 n2, kept to at most 2 * largest - 1)."""
+    n1, n2 = (int(round(_log_uniform(rng, 2, largest))) for _ in range(2))
+    if kind == "duplicate":
+        n2 = n1
+    labels = {"sum": n1 + n2 - 1, "difference": n1 + n2 - 1, "min": min(n1, n2), "max": max(n1, n2), "parity": 2,
+              "copy1": n1, "copy_pair": n1 * n2}
+    if kind == "product":
+        while (ny := len(np.unique(np.outer(np.arange(n1), np.arange(n2))))) > 2 * largest - 1:
+            n1, n2 = max(2, n1 - 1), max(2, n2 - 1)
+    elif kind in labels:
+        ny = labels[kind]
+    else:
+        ny = int(round(_log_uniform(rng, 2, 2 * largest - 1)))
+    if kind == "copy_pair" and ny > 2 * largest - 1:  # keep Y = (X1, X2) a copy: fewer values
+        n1 = max(2, int(np.sqrt(2 * largest - 1)))
+        n2 = max(2, (2 * largest - 1) // n1)
+        ny = n1 * n2
+    return n1, n2, ny
+
+
 FAMILIES = {
     "dense": dense,
     "sparse": sparse,
@@ -112,4 +263,5 @@ def harsh(rng):
     return w / w.sum() if w.sum() > 0 else None
 
 
-__all__ = ["gates", "dense", "sparse", "near_deterministic", "tiny", "with_zeros", "histogram", "harsh", "FAMILIES"]
+__all__ = ["gates", "dense", "sparse", "near_deterministic", "tiny", "with_zeros", "histogram", "harsh", "FAMILIES",
+           "TARGETS", "STRUCTURED_KINDS", "deterministic", "dependent_sources", "structured", "structured_case", "structured_shape"]

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from . import _C
 from ._backend import bad_distributions, check_flat, raise_bad_distribution
-from .core import SCALING_ITERS, solve_flat
+from .core import DEFAULT_MAX_ITER, HAND_OFF, SCALING_ITERS, hand_off, hand_off_allowed, solve_flat
 
 Outputs = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 CUDA_METHODS = ("proxy", "refine", "exact")
@@ -50,14 +50,15 @@ def solve(P: Tensor, tol: float, max_iter: int, method: str, coupling: bool) -> 
     """Solve every distribution of P (batch, n1, n2, ny), float64; tol in nats."""
     if P.dtype != torch.float64 or P.dim() != 4:
         raise ValueError("fastpid::solve expects a float64 tensor of shape (batch, n1, n2, ny)")
+    cap = None if max_iter < 0 else max_iter  # -1: the default cap, with the hand-off (core.solve_flat)
     if P.is_cuda and method in CUDA_METHODS and _cuda_build():
         check_cuda(P)  # again here: torch.compile does not run the checks in decompose()
-        return launch_cuda(P, method, tol, max_iter, coupling)
+        return solve_cuda(P, method, tol, cap, coupling)
     host = P.detach().to("cpu").contiguous().numpy()
     # Validated here as well as in decompose(), because torch.compile does not run the
     # Python-side checks before the op.
     check_flat(host)
-    out = solve_flat(host, method, tol, max_iter, coupling=coupling, duals=True)
+    out = solve_flat(host, method, tol, cap, coupling=coupling, duals=True)
     q = out["coupling"] if coupling else np.zeros((0,))
     results = (out["value"], out["bound"], out["converged"], out["iterations"], out["dual1"], out["dual2"], q)
     return tuple(torch.from_numpy(np.ascontiguousarray(r)).to(P.device) for r in results)
@@ -78,6 +79,24 @@ def check_cuda(P: Tensor, normalize: bool = False, batch_shape=()) -> None:
         if summary[check]:
             i = int(summary[checks + check])
             raise_bad_distribution(check, i, batch_shape, float(summary[2 * checks + check]))
+
+
+def solve_cuda(P: Tensor, method: str, tol: float, max_iter, coupling: bool) -> Outputs:
+    """launch_cuda with core.solve_flat's caps and hand-off: with max_iter None, the
+    distributions left short of tol are handed to the other method's kernel (one copy of their
+    count to the host; skipped while a CUDA graph is being captured, which allows none)."""
+    out = launch_cuda(P, method, tol, DEFAULT_MAX_ITER[method] if max_iter is None else max_iter, coupling)
+    if max_iter is None and hand_off_allowed(method, P.shape[1:]) and not torch.cuda.is_current_stream_capturing():
+        keys = ("value", "bound", "converged", "iterations", "dual1", "dual2", "coupling")
+        result = dict(zip(keys, out))
+        other = HAND_OFF[method]
+
+        def solve_other(sub):
+            return dict(zip(keys, launch_cuda(sub.contiguous(), other, tol, DEFAULT_MAX_ITER[other], coupling)))
+
+        hand_off(result, P, solve_other)
+        out = tuple(result[k] for k in keys)
+    return out
 
 
 @lru_cache(maxsize=256)

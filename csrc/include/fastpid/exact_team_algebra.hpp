@@ -38,6 +38,8 @@ class TeamAlgebra {
 
   FASTPID_HD void prepare(Team&, const ExactStructure&, const SolverOptions&) {}
   FASTPID_HD void fall_back(Team&, const ExactStructure&, const SolverOptions&) {}  // one elimination only
+  // All in double, one elimination: nothing more accurate to switch to (see exact.hpp, solve).
+  FASTPID_HD bool escalate(Team&, const ExactStructure&, const SolverOptions&) { return false; }
   FASTPID_HD void factorize(Team& t, const ExactStructure& st, const double* m, const double* s, const double* p);
   FASTPID_HD void solve(Team& t, const ExactStructure& st, const double* rhs, double* x);
 
