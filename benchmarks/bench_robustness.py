@@ -1,8 +1,10 @@
 """Robustness: how often each solver (exact, refine) reaches tol on distributions that mix
-exact zeros with probabilities spanning 12 orders of magnitude (the harshest inputs we know).
+exact zeros with probabilities spanning 12 orders of magnitude (the harshest inputs we know),
+and how often the default call does on the structured family (what users try first).
 
     python -m benchmarks.bench_robustness [--quick]
     python -m benchmarks.bench_robustness --sweep 1000:1400 [--tag NAME]
+    python -m benchmarks.bench_robustness --structured 100000 [--workers 2]
 
 Each of the trials draws a shape (1..4 per axis) and entries from {0, 1e-12, 1e-9, 1e-6, 0.5, 1}
 times a uniform factor. Writes results/robustness[-quick].json with the count that stopped
@@ -21,9 +23,9 @@ import argparse
 import numpy as np
 
 import fastpid
-from fastpid.families import harsh
+from fastpid.families import STRUCTURED_KINDS, harsh, structured_case, structured_shape
 
-from .harness import machine, progress, write_json
+from .harness import machine, progress, table, write_json
 
 
 def sweep(seeds, tag, tol=1e-8, draws=1500):
@@ -58,12 +60,80 @@ def sweep(seeds, tag, tol=1e-8, draws=1500):
     return payload
 
 
+def _structured_chunk(args):
+    """Draws `count` members of the structured family from `seed` (kinds in turn, shapes from
+    structured_shape up to 40 per source) and solves each with the default call at the default
+    tol and at 1e-10 nats, on one thread; returns the counts and the stops."""
+    seed, count = args
+    rng = np.random.default_rng(seed)
+    by_kind = {k: {"draws": 0, "short": 0, "short_1e-10_nats": 0, "seconds": 0.0} for k in STRUCTURED_KINDS}
+    short, tight_short, methods = [], [], {}
+    import time
+
+    for i in range(count):
+        kind = STRUCTURED_KINDS[i % len(STRUCTURED_KINDS)]
+        shape = structured_shape(rng, kind)
+        P, about = structured_case(rng, *shape, kind=kind)
+        t0 = time.perf_counter()
+        r = fastpid.decompose(P, threads=1)
+        by_kind[kind]["seconds"] += time.perf_counter() - t0
+        by_kind[kind]["draws"] += 1
+        methods[r.method] = methods.get(r.method, 0) + 1
+        if not bool(r.converged):
+            by_kind[kind]["short"] += 1
+            short.append({"seed": seed, "index": i, "shape": shape, "about": about, "bound_bits": float(r.bound)})
+        tight = fastpid.decompose(P, tol=1e-10, base=np.e, threads=1)
+        if not bool(tight.converged):
+            by_kind[kind]["short_1e-10_nats"] += 1
+            tight_short.append({"seed": seed, "index": i, "shape": shape, "about": about, "bound_nats": float(tight.bound)})
+    return by_kind, short, tight_short, methods
+
+
+def structured(total, workers, seed=0, chunk=500):
+    """The default call on `total` draws of the structured family (see _structured_chunk), in
+    `workers` processes; writes results/robustness-structured.json."""
+    import multiprocessing
+
+    jobs = [(seed * 100000 + k, min(chunk, total - k * chunk)) for k in range((total + chunk - 1) // chunk)]
+    by_kind = {k: {"draws": 0, "short": 0, "short_1e-10_nats": 0, "seconds": 0.0} for k in STRUCTURED_KINDS}
+    short, tight_short, methods = [], [], {}
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for done, (kinds, s, t, m) in enumerate(pool.imap_unordered(_structured_chunk, jobs), 1):
+            for k, v in kinds.items():
+                for key in v:
+                    by_kind[k][key] += v[key]
+            short += s
+            tight_short += t
+            for name, n in m.items():
+                methods[name] = methods.get(name, 0) + n
+            if done % 10 == 0:
+                progress(f"{done}/{len(jobs)} chunks: {len(short)} short of the default tol, {len(tight_short)} of 1e-10 nats")
+    draws = sum(v["draws"] for v in by_kind.values())
+    payload = {"machine": machine(), "draws": draws, "tol_bits": 1e-7, "largest_side": 40, "methods_chosen": methods,
+               "stopped_short": len(short), "worst_bound_bits": max([s["bound_bits"] for s in short], default=0.0),
+               "stopped_short_1e-10_nats": len(tight_short),
+               "worst_bound_1e-10_nats": max([s["bound_nats"] for s in tight_short], default=0.0),
+               "by_kind": by_kind, "short": short, "short_1e-10_nats": tight_short}
+    path = write_json("robustness-structured.json", payload)
+    rows = [{"kind": k, "draws": v["draws"], "short": v["short"], "short at 1e-10 nats": v["short_1e-10_nats"],
+             "ms per draw": 1e3 * v["seconds"] / max(v["draws"], 1)} for k, v in by_kind.items()]
+    print(table(rows, ["kind", "draws", "short", "short at 1e-10 nats", "ms per draw"], {"ms per draw": ".3g"}))
+    print(f"default call: {len(short)} of {draws} stopped short of 1e-7 bits (worst bound {payload['worst_bound_bits']:.2g}); "
+          f"at 1e-10 nats: {len(tight_short)} (worst {payload['worst_bound_1e-10_nats']:.2g} nats); methods {methods}")
+    print(f"wrote {path}")
+    return payload
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sweep", metavar="FIRST:END", help="seeds of the exact solver's sweep (see above)")
     parser.add_argument("--tag", default="", help="suffix of the sweep's results file")
+    parser.add_argument("--structured", type=int, metavar="DRAWS", help="the default call on this many structured draws")
+    parser.add_argument("--workers", type=int, default=2, help="processes for --structured")
     args = parser.parse_args(argv)
+    if args.structured:
+        return structured(args.structured, args.workers)
     if args.sweep:
         first, end = (int(v) for v in args.sweep.split(":"))
         if not end > first:

@@ -132,3 +132,28 @@ def test_float32_in_float32_out(method, P):
         v = getattr(r32, atom)
         assert v.dtype == np.float32
         assert abs(float(v) - float(getattr(r64, atom))) <= 1e-6 + 4 * np.finfo(np.float32).eps * max(1.0, abs(float(v)))
+
+
+@st.composite
+def structured_draws(draw, largest=12):
+    """A member of the structured family (fastpid.families.structured_case): gates, copies,
+    duplicated, dependent and near-copied sources, histograms and mixtures of them."""
+    from fastpid.families import STRUCTURED_KINDS, structured_case, structured_shape
+
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(STRUCTURED_KINDS))
+    return structured_case(rng, *structured_shape(rng, kind, largest=largest), kind=kind)[0]
+
+
+@pytest.mark.parametrize("method", ["auto", "exact", "refine"])
+@SETTINGS
+@given(structured_draws())
+def test_structured_inputs_converge_and_keep_the_identities(method, P):
+    r = fastpid.decompose(P, method=method)
+    assert bool(r.converged), float(r.bound)
+    for atom in ATOMS:
+        assert float(getattr(r, atom)) >= -float(r.bound) - 1e-12, atom
+    assert float(r.redundancy + r.unique1) == pytest.approx(float(r.mi_x1), abs=1e-12)
+    assert float(r.redundancy + r.unique1 + r.unique2 + r.synergy) == pytest.approx(float(r.mi_joint), abs=1e-12)
+    s = fastpid.decompose(np.ascontiguousarray(P.transpose(1, 0, 2)), method=method)
+    assert abs(float(r.unique1 - s.unique2)) <= float(r.bound + s.bound) + 1e-12

@@ -37,9 +37,14 @@ def native_solve(flat: np.ndarray, method: str, tol_nats: float, max_iter: int, 
 
 
 def solve_flat(flat: np.ndarray, method: str, tol_nats: float, max_iter: Optional[int], coupling: bool, duals: bool, threads: int = 0):
-    """The native solve of ``method`` (not "auto": see choose_method) on a validated (batch,
-    n1, n2, ny) float64 array. With ``max_iter=None`` each distribution gets the method's
-    default cap, and those left short of tol are handed to the other method (hand_off)."""
+    """The native solve of ``method`` ("exact", "refine", "proxy" or "refine-then-exact": see
+    choose_method) on a validated (batch, n1, n2, ny) float64 array. With ``max_iter=None``
+    each distribution gets the method's default cap, and those left short of tol are handed to
+    the other method (hand_off)."""
+    if method == REFINE_THEN_EXACT:
+        out = native_solve(flat, "refine", tol_nats, SCALING_ITERS, coupling, duals, threads)
+        hand_off(out, flat, lambda sub: solve_flat(sub, "exact", tol_nats, max_iter, coupling, duals, threads))
+        return out
     cap = DEFAULT_MAX_ITER[method] if max_iter is None else int(max_iter)
     out = native_solve(flat, method, tol_nats, cap, coupling, duals, threads)
     if max_iter is None and hand_off_allowed(method, flat.shape[1:]):
@@ -81,31 +86,90 @@ def hand_off(out: dict, batch, solve_other) -> None:
     out["iterations"][short] += other["iterations"]
 
 
-def choose_method(n1: int, n2: int, ny: int) -> str:
-    """``method="auto"``: "exact" or "refine" for distributions of shape (n1, n2, ny), by the
-    cost model of the two (see :data:`AUTO_REFINE_ABOVE`)."""
-    return "refine" if exact_cost(n1, n2, ny) > AUTO_REFINE_ABOVE * refine_cost(n1, n2, ny) else "exact"
-
-
-def exact_cost(n1: int, n2: int, ny: int) -> float:
-    """Multiply-adds of one interior-point factorisation of a dense (n1, n2, ny) distribution:
-    the cheaper of the two eliminations (csrc/cpu/exact_cpu.cpp, cost_on_sources and
-    cost_on_cells, the cells' counted three times as dear)."""
-    small, large = min(n1, n2), max(n1, n2)
-    sources = (small * ny) ** 3 / 3 + large * (ny**3 / 3 + small * ny * ny * ny / 2)
-    cells = 3.0 * ((n1 * n2) ** 3 / 3 + ny * 1.4 * (n1 + n2) ** 3 + ny * (n1 * n2) ** 2)
-    return float(min(sources, cells))
+def structure_of(flat: np.ndarray):
+    """Per distribution of ``flat`` (batch, n1, n2, ny): the multiply-adds of one interior-point
+    factorisation (the cheaper of the two eliminations as csrc/cpu/exact_cpu.cpp counts them,
+    cost_on_sources and cost_on_cells three times as dear) and the density, the fraction of the
+    solvers' unknowns (entries whose two marginals are positive) where P itself is positive."""
+    m1 = flat.sum(2) > 0  # (batch, n1, ny): the alpha variables
+    m2 = flat.sum(1) > 0  # (batch, n2, ny): the beta variables
+    if m2.sum() > m1.sum():  # the side with fewer variables is the Schur side
+        m1, m2 = m2, m1
+    f1, f2 = m1.astype(np.float64), m2.astype(np.float64)
+    per_label = f2.sum(1)  # (batch, ny): betas per label
+    k = f1.sum(2)  # (batch, n1): alphas per block
+    triples_of_block = np.einsum("bxy,by->bx", f1, per_label)
+    order = f2.sum((1, 2))
+    sources = order**3 / 3 + (k**3 / 3 + k * k * triples_of_block + k * triples_of_block**2 / 2).sum(1)
+    cells_count = (np.einsum("bxy,bzy->bxz", f1, f2) > 0).sum((1, 2)).astype(np.float64)
+    alphas_per_label, triples = f1.sum(1), triples_of_block.sum(1)
+    cells = 3.0 * (cells_count**3 / 3 + (1.4 * (alphas_per_label + per_label) ** 3 + (alphas_per_label * per_label) ** 2).sum(1))
+    density = np.count_nonzero(flat.reshape(len(flat), -1), axis=1) / np.maximum(triples, 1)
+    return np.minimum(sources, cells), density
 
 
 def refine_cost(n1: int, n2: int, ny: int) -> float:
-    """Multiply-adds of refine's work that grows fastest: its scaling steps over the dense
-    arrays and the per-label Cholesky factors of its Newton steps."""
-    small = min(n1, n2)
-    return float(SCALING_ITERS * 3 * n1 * n2 * ny + 20 * ny * (small**3 / 3 + n1 * n2 * small))
+    """Multiply-adds of refine's scaling phase on an (n1, n2, ny) distribution (its dense
+    arrays, whatever the structure; SCALING_ITERS steps of three passes)."""
+    return float(SCALING_ITERS * 3 * n1 * n2 * ny)
 
 
-# Calibrated in benchmarks/bench_size.py (results/auto_cpu.json): see choose_method.
-AUTO_REFINE_ABOVE = 1.0
+# method="auto" (choose_method), calibrated by benchmarks/bench_auto.py (results/auto_cpu.json:
+# every case of bench_size, more dense cubes and structured inputs, the three timed in one run):
+AUTO_REFINE_ABOVE = 60.0  # exact's work per factorisation over refine's scaling phase above
+                          # which refine is faster on dense inputs
+AUTO_DENSE = 0.5          # density from which refine's Newton phase is reliably fast
+AUTO_LABELS_PER_CELL = 4  # dense inputs with this many labels per source cell: refine
+AUTO_PROBE_ABOVE = 25.0   # on sparse inputs, the work ratio above which refine's scaling phase
+                          # (at most 1/25 of one exact factorisation) is tried first
+AUTO_SAMPLE = 64          # distributions of a batch whose structure auto looks at
+REFINE_THEN_EXACT = "refine-then-exact"  # refine's scaling phase, then exact where it is short
+
+
+def choose_method(shape, sample=None) -> str:
+    """``method="auto"``: "exact" or "refine" for a batch of distributions of ``shape`` (n1,
+    n2, ny). ``sample()`` returns some of them (float64 numpy, (k, n1, n2, ny)); it is called
+    only where the shape leaves the choice open. Measured (results/auto_cpu.json): refine is
+    the faster method on dense inputs whose interior-point factorisation costs far more than
+    refine's scaling phase (dense 40^3: 0.14 s against 0.55, 64^3: 0.74 against 8.6; dense
+    32^3 and 128 x 128 x 16 are about even) and on dense inputs with many labels per cell of
+    the sources (4 x 4 x 1000, 2 x 2 x 500: by 10 to 50%); exact everywhere else, sparse inputs
+    above all (a 64^3 histogram of 20,000 samples: 6.8 s against 22 s; 20 x 20 histograms: 2x
+    to 25x faster). Not seen by the rule: refine is faster on some large deterministic
+    structures, which its scaling phase alone can certify (a duplicated source 40^3: 6 ms against
+    0.37 s) or its Newton phase solves in a few steps (a 40 x 40 sum gate: 34 ms against 0.5 s).
+    So:
+
+    - dense inputs (density >= AUTO_DENSE) with ny >= AUTO_LABELS_PER_CELL n1 n2: "refine";
+    - dense inputs whose exact work exceeds AUTO_REFINE_ABOVE times refine's scaling phase:
+      "refine";
+    - sparse inputs whose exact work exceeds AUTO_PROBE_ABOVE times refine's scaling phase:
+      "refine-then-exact", refine's scaling phase (certified every 25 steps) and exact for the
+      distributions it leaves short of tol, which costs a few percent of exact's time where the
+      phase does not certify them (the sum gate above);
+    - otherwise "exact".
+    """
+    n1, n2, ny = (int(n) for n in shape)
+    small, large = min(n1, n2), max(n1, n2)
+    scaling = refine_cost(n1, n2, ny)
+    many_labels = ny >= AUTO_LABELS_PER_CELL * n1 * n2
+    worst = (small * ny) ** 3 / 3 + large * (ny**3 / 3 + ny * ny * small * ny + ny * (small * ny) ** 2 / 2)
+    if worst <= AUTO_REFINE_ABOVE * scaling and not many_labels:
+        return "exact"
+    if sample is None:  # no look at the data (torch.compile): as if dense
+        return "refine"
+    some = sample()
+    if len(some) == 0:
+        return "exact"
+    cost, density = (float(np.mean(v)) for v in structure_of(some))
+    if density < AUTO_DENSE:
+        return REFINE_THEN_EXACT if cost > AUTO_PROBE_ABOVE * scaling else "exact"
+    return "refine" if many_labels or cost > AUTO_REFINE_ABOVE * scaling else "exact"
+
+
+def evenly_spaced(batch, count: int = AUTO_SAMPLE):
+    """At most ``count`` distributions of ``batch`` (first axis), evenly spaced."""
+    return batch[np.unique(np.linspace(0, len(batch) - 1, min(count, len(batch))).astype(np.int64))] if len(batch) else batch
 
 
 def atoms_from(value_nats, informations_nats):
@@ -223,7 +287,8 @@ def decompose(
         return _decompose_torch(P, method, tol * log_base, max_iter, unit, log_base, normalize, return_coupling)
     flat, batch_shape, kind = to_batch(P, normalize=normalize)
     n1, n2, ny = flat.shape[1:]
-    method = choose_method(n1, n2, ny) if method == "auto" else method
+    if method == "auto":
+        method = choose_method(flat.shape[1:], lambda: evenly_spaced(flat))
 
     out = solve_flat(flat, method, tol * log_base, max_iter, return_coupling, False, int(threads or 0))
     informations = pid_informations_nats(flat)
@@ -261,11 +326,20 @@ def _decompose_torch(P, method, tol_nats, max_iter, unit, log_base, normalize, r
     Pd = P.to(torch.float64)
     if normalize:
         Pd = Pd / Pd.sum(dim=(-3, -2, -1), keepdim=True)
+    else:
+        # Within the 1e-6 the checks allow, a total off 1 is rounding (a float32 input's): the
+        # solver divides it out (check_flat), so the informations must too, or the atoms mix
+        # two distributions (a float32 X1 = X2 = Y on 18 values: R off by 1.3e-7 bits). The
+        # total is a constant of the graph, so gradients stay those of the entries as given
+        # (to 1e-6 relative).
+        Pd = Pd / Pd.detach().sum(dim=(-3, -2, -1), keepdim=True)
     # Zero cells get gradient 0 in every term (README, "Gradients"): the graph sees them as
     # constants, without changing any value.
     Pd = torch.where(Pd > 0, Pd, Pd.detach())
     flat = Pd.reshape(-1, n1, n2, ny).contiguous()
-    method = choose_method(n1, n2, ny) if method == "auto" else method
+    if method == "auto":  # the data is looked at only where the shape leaves the choice open
+        compiling = torch.compiler.is_compiling()
+        method = choose_method((n1, n2, ny), None if compiling else lambda: evenly_spaced(flat.detach()).to("cpu").numpy())
     # max_iter -1: the method's default cap, with the hand-off (solve_flat)
     value, bound, converged, iterations, _, _, coupling = torch.ops.fastpid.solve(
         flat, tol_nats, -1 if max_iter is None else int(max_iter), method, return_coupling)

@@ -256,7 +256,10 @@ class Estimate:
         shuffle_baseline: atom -> mean value under permuted Y, when ``bias_correction="shuffle"``.
         corrected: atom -> the corrected value (same as ``values``), empty without correction.
         notes: anything the caller should know about these numbers (e.g. an interval that
-            excludes its estimate, and why).
+            excludes its estimate, and why; decompositions that stopped short of tol).
+        converged: True when every decomposition behind the numbers (plug-in, replicates,
+            resamples) reached tol; otherwise a note says how many did not and their largest
+            certified bound.
     """
 
     pid: PIDResult
@@ -275,6 +278,7 @@ class Estimate:
     shuffle_baseline: Dict[str, float] = field(default_factory=dict)
     corrected: Dict[str, float] = field(default_factory=dict)
     notes: Tuple[str, ...] = ()
+    converged: bool = True
 
     @property
     def shape(self) -> Tuple[int, int, int]:
@@ -288,7 +292,7 @@ class Estimate:
             "standard_errors": dict(self.standard_errors), "bias_correction": self.bias_correction,
             "confidence": self.confidence, "unit": self.pid.unit, "shape": list(self.shape), "samples": self.samples,
             "occupied_cells": self.occupied_cells, "samples_per_cell": self.samples_per_cell,
-            "too_few_samples": self.too_few_samples, "notes": list(self.notes),
+            "too_few_samples": self.too_few_samples, "converged": self.converged, "notes": list(self.notes),
             "plug_in": {k: float(getattr(self.pid, k)) for k in ATOMS + ("mi_x1", "mi_x2", "mi_joint")},
         }
 
@@ -363,16 +367,29 @@ def estimate(
     def atoms_of(r):
         return np.stack([np.asarray(getattr(r, a), dtype=np.float64) for a in ATOMS], axis=-1)
 
-    def solve(batch):
-        return atoms_of(decompose(batch, normalize=True, tol=tol, base=base))
+    # Every internal solve goes through run(), which counts those that stopped short of tol
+    # (after decompose's hand-off between its methods): Estimate.converged and a note say so.
+    solves = {"total": 0, "short": 0, "worst_bound": 0.0}
 
-    pid = decompose(counts, normalize=True, tol=tol, base=base)
+    def run(batch):
+        r = decompose(batch, normalize=True, tol=tol, base=base)
+        converged, bound = np.asarray(r.converged).ravel(), np.asarray(r.bound, dtype=np.float64).ravel()
+        solves["total"] += converged.size
+        solves["short"] += int((~converged).sum())
+        if (~converged).any():
+            solves["worst_bound"] = max(solves["worst_bound"], float(np.nanmax(np.where(converged, 0.0, bound))))
+        return r
+
+    def solve(batch):
+        return atoms_of(run(batch))
+
+    pid = run(counts)
     plug = atoms_of(pid)
     rng = np.random.default_rng(seed)
     value, lo, hi, se, plug_se, boot, baseline, notes = plug, None, None, None, None, None, {}, []
     if bootstrap > 0:
         batch = rng.multinomial(n, (counts / n).ravel(), size=bootstrap).reshape((bootstrap,) + shape).astype(np.float64)
-        boot = decompose(batch, normalize=True, tol=tol, base=base)
+        boot = run(batch)
         reps = atoms_of(boot)
         q_lo, q_hi = np.percentile(reps, 50 * (1 - confidence), axis=0), np.percentile(reps, 50 * (1 + confidence), axis=0)
         se = plug_se = reps.std(axis=0, ddof=1)
@@ -419,13 +436,17 @@ def estimate(
         elif outside:
             notes.append(f"the {'plug-in' if bias_correction is None else 'corrected'} value of {', '.join(outside)} lies outside its "
                          "interval: the bootstrap resamples are biased away from it (the default bias_correction='extrapolation' corrects it)")
+    if solves["short"]:
+        notes.append(f"{solves['short']:,} of the {solves['total']:,} decompositions behind these numbers stopped short of tol "
+                     f"{tol:g} (largest certified bound {solves['worst_bound']:.2g} {pid.unit}): the values can be off by up "
+                     "to that much")
     values = dict(zip(ATOMS, map(float, value)))
     return Estimate(
         pid, counts / n, (d1, d2), values,
         {a: (float(l), float(h)) for a, l, h in zip(ATOMS, lo, hi)} if lo is not None else {},
         dict(zip(ATOMS, map(float, se))) if se is not None else {},
         bias_correction, confidence, n, occupied, per_cell, too_few, boot, baseline,
-        values if bias_correction else {}, tuple(notes),
+        values if bias_correction else {}, tuple(notes), solves["short"] == 0,
     )
 
 

@@ -251,6 +251,7 @@ FAMILIES = {
     "tiny": tiny,
     "with_zeros": with_zeros,
     "histogram": lambda rng, n1, n2, ny: histogram(rng, n1, n2, ny, samples=50 * n1 * n2 * ny // 24 + 20),
+    "structured": structured,  # a random kind of structured_case
 }
 
 def harsh(rng):

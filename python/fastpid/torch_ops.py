@@ -35,10 +35,10 @@ from torch import Tensor
 
 from . import _C
 from ._backend import bad_distributions, check_flat, raise_bad_distribution
-from .core import DEFAULT_MAX_ITER, HAND_OFF, SCALING_ITERS, hand_off, hand_off_allowed, solve_flat
+from .core import DEFAULT_MAX_ITER, HAND_OFF, REFINE_THEN_EXACT, SCALING_ITERS, hand_off, hand_off_allowed, solve_flat
 
 Outputs = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
-CUDA_METHODS = ("proxy", "refine", "exact")
+CUDA_METHODS = ("proxy", "refine", "exact", REFINE_THEN_EXACT)
 
 
 def _cuda_build() -> bool:
@@ -85,14 +85,17 @@ def solve_cuda(P: Tensor, method: str, tol: float, max_iter, coupling: bool) -> 
     """launch_cuda with core.solve_flat's caps and hand-off: with max_iter None, the
     distributions left short of tol are handed to the other method's kernel (one copy of their
     count to the host; skipped while a CUDA graph is being captured, which allows none)."""
-    out = launch_cuda(P, method, tol, DEFAULT_MAX_ITER[method] if max_iter is None else max_iter, coupling)
-    if max_iter is None and hand_off_allowed(method, P.shape[1:]) and not torch.cuda.is_current_stream_capturing():
+    first, cap, other = method, DEFAULT_MAX_ITER[method] if max_iter is None else max_iter, HAND_OFF.get(method)
+    if method == REFINE_THEN_EXACT:
+        first, cap, other = "refine", SCALING_ITERS, "exact"
+    out = launch_cuda(P, first, tol, cap, coupling)
+    handed = method == REFINE_THEN_EXACT or (max_iter is None and hand_off_allowed(method, P.shape[1:]))
+    if handed and not torch.cuda.is_current_stream_capturing():
         keys = ("value", "bound", "converged", "iterations", "dual1", "dual2", "coupling")
         result = dict(zip(keys, out))
-        other = HAND_OFF[method]
 
         def solve_other(sub):
-            return dict(zip(keys, launch_cuda(sub.contiguous(), other, tol, DEFAULT_MAX_ITER[other], coupling)))
+            return dict(zip(keys, launch_cuda(sub.contiguous(), other, tol, DEFAULT_MAX_ITER[other] if max_iter is None else max_iter, coupling)))
 
         hand_off(result, P, solve_other)
         out = tuple(result[k] for k in keys)
