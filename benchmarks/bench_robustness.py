@@ -7,12 +7,13 @@ and how often the default call does on the structured family (what users try fir
     python -m benchmarks.bench_robustness --structured 100000 [--workers 2]
 
 Each of the trials draws a shape (1..4 per axis) and entries from {0, 1e-12, 1e-9, 1e-6, 0.5, 1}
-times a uniform factor. Writes results/robustness[-quick].json with the count that stopped
-short of tol (those are returned with converged=False and a valid bound).
+times a uniform factor, solved by exact and refine alone (each at its default cap, without the
+hand-off to the other) and by the default call. Writes results/robustness[-quick].json with the
+count that stopped short of tol (those are returned with converged=False and a valid bound).
 
 --sweep runs the exact solver alone on 1,500 draws for each seed of a range (the size of
 tests/test_elimination.py's harsh test; 400 seeds are about 600,000 distributions, a minute),
-re-solves every one that stops short with max_iter=400, and writes
+re-solves every one that stops short with max_iter=400 and with the default call, and writes
 results/robustness-sweep[-NAME].json: per stop, its seed, shape, bound, iterations, smallest
 positive probability and whether 400 iterations reach tol.
 """
@@ -40,22 +41,26 @@ def sweep(seeds, tag, tol=1e-8, draws=1500):
             if P is None:
                 continue
             total += 1
-            r = fastpid.decompose(P, method="exact", tol=tol)
+            r = fastpid.decompose(P, method="exact", tol=tol, max_iter=100)  # exact alone (no hand-off)
             if bool(r.converged):
                 continue
             longer = fastpid.decompose(P, method="exact", tol=tol, max_iter=400)
+            default = fastpid.decompose(P, tol=tol)
             short.append({"seed": seed, "shape": P.shape, "bound_bits": float(r.bound), "iterations": int(r.iterations),
                           "smallest_probability": float(P[P > 0].min()), "converged_in_400": bool(longer.converged),
-                          "iterations_400": int(longer.iterations), "bound_bits_400": float(longer.bound)})
+                          "iterations_400": int(longer.iterations), "bound_bits_400": float(longer.bound),
+                          "default_call_converged": bool(default.converged), "default_call_bound_bits": float(default.bound),
+                          "default_call_method": default.method})
     payload = {"machine": machine(), "tol_bits": tol, "seeds": [seeds[0], seeds[-1] + 1], "draws_per_seed": draws,
                "distributions": total, "stopped_short": len(short),
                "converged_in_400": sum(s["converged_in_400"] for s in short),
                "seeds_with_more_than_one": sum(1 for seed in seeds if sum(s["seed"] == seed for s in short) > 1),
-               "short": short}
+               "default_call_short": sum(not s["default_call_converged"] for s in short), "short": short}
     path = write_json(f"robustness-sweep{'-' + tag if tag else ''}.json", payload)
     print(f"exact: {len(short)} of {total} stopped short of {tol:g} bits within 100 iterations; "
           f"{payload['converged_in_400']} of them reach it within 400; "
-          f"{payload['seeds_with_more_than_one']} seeds have more than one")
+          f"{payload['seeds_with_more_than_one']} seeds have more than one; the default call (with the hand-off to refine) "
+          f"leaves {payload['default_call_short']} short")
     print(f"wrote {path}")
     return payload
 
@@ -142,7 +147,9 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     trials = 300 if args.quick else 3000
     tol = 1e-8
-    methods = ("exact", "refine")
+    # each method alone (its default cap given explicitly: no hand-off), and the default call
+    methods = ("exact", "refine", "default")
+    caps = {"exact": 100, "refine": 1000, "default": None}
     solved, short = {m: 0 for m in methods}, {m: [] for m in methods}
     total = 0
     for _ in range(trials):
@@ -151,7 +158,7 @@ def main(argv=None):
             continue
         total += 1
         for method in methods:
-            r = fastpid.decompose(P, method=method, tol=tol)
+            r = fastpid.decompose(P, method="auto" if method == "default" else method, tol=tol, max_iter=caps[method])
             if bool(r.converged):
                 solved[method] += 1
             else:

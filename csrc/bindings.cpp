@@ -251,6 +251,20 @@ PYBIND11_MODULE(_C, m) {
       py::arg("kernel"), py::arg("batch"), py::arg("n1"), py::arg("n2"), py::arg("ny"),
       "(blocks, threads, workspace doubles per block) of a launch of `kernel` on the current device.");
   m.def(
+      "cuda_kernel_info",
+      [](const std::string& kernel) {
+        const fastpid::CudaKernelInfo info = fastpid::cuda_kernel_info(kernel);
+        py::dict d;
+        d["registers"] = info.registers;
+        d["local_bytes"] = info.local_bytes;
+        d["shared_bytes"] = info.shared_bytes;
+        d["max_threads"] = info.max_threads;
+        d["binary_version"] = info.binary_version;
+        return d;
+      },
+      py::arg("kernel"),
+      "Registers and local memory per thread, static shared memory and the largest block of a CUDA kernel (proxy, refine, exact, value_grad).");
+  m.def(
       "cuda_launch",
       [](const std::string& kernel, uintptr_t P, int64_t batch, int n1, int n2, int ny, double tol, int max_iter,
          int scaling_iters, uintptr_t value, uintptr_t bound, uintptr_t converged, uintptr_t iterations,

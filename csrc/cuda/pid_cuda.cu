@@ -75,8 +75,13 @@ struct BlockTeam {
   }
 };
 
+// Every launch has at most kMaxTeam threads per block (cuda_plan: 128 or 256), so the compiler
+// may give each thread up to 65536 / kMaxTeam = 256 registers and no launch can fail for lack of
+// them; ptxas reports what each kernel takes (benchmarks/gpu_run.sh keeps those lines).
+constexpr int kMaxTeam = 256;
+
 template <class Kernel>
-__global__ void batch_kernel(const double* __restrict__ P, Shape shape, SolverOptions opt, SolveOutputs out,
+__global__ void __launch_bounds__(kMaxTeam) batch_kernel(const double* __restrict__ P, Shape shape, SolverOptions opt, SolveOutputs out,
                              double* __restrict__ workspace, int64_t workspace_per_block) {
   __shared__ double scratch[32];
   BlockTeam team{scratch};
@@ -108,13 +113,16 @@ template <class Kernel>
 void launch(const double* P, Shape shape, SolverOptions opt, SolveOutputs out, double* workspace, CudaPlan plan,
             void* stream) {
   if (shape.batch == 0) return;
-  if (plan.threads % 32 != 0 || plan.threads < 32 || plan.threads > 1024) throw std::invalid_argument("CUDA team size must be a multiple of 32 in 32..1024");
+  if (plan.threads % 32 != 0 || plan.threads < 32 || plan.threads > kMaxTeam)
+    throw std::invalid_argument("CUDA team size must be a multiple of 32 in 32.." + std::to_string(kMaxTeam));
   batch_kernel<Kernel><<<dim3(unsigned(plan.blocks)), dim3(unsigned(plan.threads)), 0, static_cast<cudaStream_t>(stream)>>>(
       P, shape, opt, out, workspace, plan.workspace_per_block);
   check(cudaGetLastError(), "kernel launch");
 }
 
-__global__ void value_grad_kernel(const double* __restrict__ grad_value, const double* __restrict__ P,
+constexpr int kGradThreads = 256;
+
+__global__ void __launch_bounds__(kGradThreads) value_grad_kernel(const double* __restrict__ grad_value, const double* __restrict__ P,
                                   const double* __restrict__ dual1, const double* __restrict__ dual2, Shape shape,
                                   double* __restrict__ grad_P) {
   value_grad_strided(int64_t(blockIdx.x) * blockDim.x + threadIdx.x, int64_t(gridDim.x) * blockDim.x, grad_value, P,
@@ -127,11 +135,32 @@ void cuda_value_grad(const double* grad_value, const double* P, const double* du
                      double* grad_P, void* stream) {
   const int64_t total = shape.batch * shape.size();
   if (total == 0) return;
-  const int threads = 256;
+  const int threads = kGradThreads;
   const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads, 65535);
   value_grad_kernel<<<dim3(unsigned(blocks)), dim3(threads), 0, static_cast<cudaStream_t>(stream)>>>(
       grad_value, P, dual1, dual2, shape, grad_P);
   check(cudaGetLastError(), "value_grad launch");
+}
+
+template <class F>
+CudaKernelInfo info_of(F* kernel) {
+  cudaFuncAttributes attr{};
+  check(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes");
+  CudaKernelInfo info;
+  info.registers = attr.numRegs;
+  info.local_bytes = int64_t(attr.localSizeBytes);
+  info.shared_bytes = int64_t(attr.sharedSizeBytes);
+  info.max_threads = attr.maxThreadsPerBlock;
+  info.binary_version = attr.binaryVersion;
+  return info;
+}
+
+CudaKernelInfo cuda_kernel_info(const std::string& kernel) {
+  if (kernel == "proxy") return info_of(batch_kernel<ProxyKernel>);
+  if (kernel == "refine") return info_of(batch_kernel<RefineKernel>);
+  if (kernel == "exact") return info_of(batch_kernel<ExactKernel>);
+  if (kernel == "value_grad") return info_of(value_grad_kernel);
+  throw std::invalid_argument("unknown CUDA kernel '" + kernel + "' (proxy, refine, exact or value_grad)");
 }
 
 CudaPlan cuda_plan(const std::string& kernel, Shape shape) {

@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     p.set_defaults(run=demo)
     p = sub.add_parser("decompose", help="decompose P(X1,X2,Y) from a .npy/.npz array or a .csv of x1,x2,y,count rows")
     p.add_argument("file")
-    p.add_argument("--method", default="exact", choices=["exact", "refine", "proxy"])
+    p.add_argument("--method", default="auto", choices=["auto", "exact", "refine", "proxy"])
     p.add_argument("--tol", type=float, default=1e-7)
     p.add_argument("--unit", default="bits", choices=["bits", "nats"])
     p.add_argument("--normalize", action="store_true", help="accept counts in .npy/.npz (a .csv always holds counts)")

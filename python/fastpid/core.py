@@ -102,10 +102,16 @@ def structure_of(flat: np.ndarray):
     order = f2.sum((1, 2))
     sources = order**3 / 3 + (k**3 / 3 + k * k * triples_of_block + k * triples_of_block**2 / 2).sum(1)
     cells_count = (np.einsum("bxy,bzy->bxz", f1, f2) > 0).sum((1, 2)).astype(np.float64)
-    alphas_per_label, triples = f1.sum(1), triples_of_block.sum(1)
+    alphas_per_label = f1.sum(1)
     cells = 3.0 * (cells_count**3 / 3 + (1.4 * (alphas_per_label + per_label) ** 3 + (alphas_per_label * per_label) ** 2).sum(1))
-    density = np.count_nonzero(flat.reshape(len(flat), -1), axis=1) / np.maximum(triples, 1)
-    return np.minimum(sources, cells), density
+    return np.minimum(sources, cells), density_of(flat)
+
+
+def density_of(flat: np.ndarray) -> np.ndarray:
+    """Per distribution of ``flat`` (batch, n1, n2, ny): the fraction of the solvers' unknowns
+    (entries whose two marginals are positive) where P itself is positive."""
+    per_label = (flat.sum(2) > 0).sum(1) * (flat.sum(1) > 0).sum(1)  # (batch, ny)
+    return np.count_nonzero(flat.reshape(len(flat), -1), axis=1) / np.maximum(per_label.sum(1), 1)
 
 
 def refine_cost(n1: int, n2: int, ny: int) -> float:
@@ -119,7 +125,7 @@ def refine_cost(n1: int, n2: int, ny: int) -> float:
 AUTO_REFINE_ABOVE = 60.0  # exact's work per factorisation over refine's scaling phase above
                           # which refine is faster on dense inputs
 AUTO_DENSE = 0.5          # density from which refine's Newton phase is reliably fast
-AUTO_LABELS_PER_CELL = 4  # dense inputs with this many labels per source cell: refine
+AUTO_LABELS_PER_CELL = 50  # dense inputs with this many labels per source cell: refine
 AUTO_PROBE_ABOVE = 25.0   # on sparse inputs, the work ratio above which refine's scaling phase
                           # (at most 1/25 of one exact factorisation) is tried first
 AUTO_SAMPLE = 64          # distributions of a batch whose structure auto looks at
@@ -133,14 +139,16 @@ def choose_method(shape, sample=None) -> str:
     the faster method on dense inputs whose interior-point factorisation costs far more than
     refine's scaling phase (dense 40^3: 0.14 s against 0.55, 64^3: 0.74 against 8.6; dense
     32^3 and 128 x 128 x 16 are about even) and on dense inputs with many labels per cell of
-    the sources (4 x 4 x 1000, 2 x 2 x 500: by 10 to 50%); exact everywhere else, sparse inputs
+    the sources (4 x 4 x 1000 by 10 to 15%, 2 x 2 x 500 by 2x; 4 x 4 x 100 and 300 are even);
+    exact everywhere else, sparse inputs
     above all (a 64^3 histogram of 20,000 samples: 6.8 s against 22 s; 20 x 20 histograms: 2x
     to 25x faster). Not seen by the rule: refine is faster on some large deterministic
     structures, which its scaling phase alone can certify (a duplicated source 40^3: 6 ms against
     0.37 s) or its Newton phase solves in a few steps (a 40 x 40 sum gate: 34 ms against 0.5 s).
     So:
 
-    - dense inputs (density >= AUTO_DENSE) with ny >= AUTO_LABELS_PER_CELL n1 n2: "refine";
+    - dense inputs (density >= AUTO_DENSE) with ny >= AUTO_LABELS_PER_CELL n1 n2: "refine"
+      (density_of only, which costs little on these small sources);
     - dense inputs whose exact work exceeds AUTO_REFINE_ABOVE times refine's scaling phase:
       "refine";
     - sparse inputs whose exact work exceeds AUTO_PROBE_ABOVE times refine's scaling phase:
@@ -153,7 +161,10 @@ def choose_method(shape, sample=None) -> str:
     small, large = min(n1, n2), max(n1, n2)
     scaling = refine_cost(n1, n2, ny)
     many_labels = ny >= AUTO_LABELS_PER_CELL * n1 * n2
-    worst = (small * ny) ** 3 / 3 + large * (ny**3 / 3 + ny * ny * small * ny + ny * (small * ny) ** 2 / 2)
+    # structure_of's count for a distribution with every entry positive, the most there can be
+    sources = (small * ny) ** 3 / 3 + large * (ny**3 / 3 + ny * ny * small * ny + ny * (small * ny) ** 2 / 2)
+    cells = 3.0 * ((n1 * n2) ** 3 / 3 + ny * (1.4 * (n1 + n2) ** 3 + (n1 * n2) ** 2))
+    worst = min(sources, cells)
     if worst <= AUTO_REFINE_ABOVE * scaling and not many_labels:
         return "exact"
     if sample is None:  # no look at the data (torch.compile): as if dense
@@ -161,10 +172,12 @@ def choose_method(shape, sample=None) -> str:
     some = sample()
     if len(some) == 0:
         return "exact"
+    if many_labels:  # the cost model is not needed, nor its price (tens of microseconds)
+        return "refine" if float(np.mean(density_of(some))) >= AUTO_DENSE else "exact"
     cost, density = (float(np.mean(v)) for v in structure_of(some))
     if density < AUTO_DENSE:
         return REFINE_THEN_EXACT if cost > AUTO_PROBE_ABOVE * scaling else "exact"
-    return "refine" if many_labels or cost > AUTO_REFINE_ABOVE * scaling else "exact"
+    return "refine" if cost > AUTO_REFINE_ABOVE * scaling else "exact"
 
 
 def evenly_spaced(batch, count: int = AUTO_SAMPLE):

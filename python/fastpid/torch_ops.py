@@ -102,6 +102,23 @@ def solve_cuda(P: Tensor, method: str, tol: float, max_iter, coupling: bool) -> 
     return out
 
 
+# At most this many blocks per launch when set (tests and compute-sanitizer runs: a batch
+# larger than the grid makes every block walk several distributions with one workspace).
+MAX_CUDA_BLOCKS = None
+
+
+def cuda_launch_plan(method: str, P: Tensor) -> dict:
+    """How ``method`` is launched on the CUDA batch P (batch, n1, n2, ny): blocks, threads per
+    block, workspace doubles per block, and the compiled kernel's registers and local (spill)
+    bytes per thread (benchmarks record it with their timings)."""
+    B, n1, n2, ny = P.shape
+    blocks, threads, per_block = _cuda_plan(method, P.device.index if P.device.index is not None else torch.cuda.current_device(), B, n1, n2, ny)
+    if MAX_CUDA_BLOCKS:
+        blocks = min(blocks, MAX_CUDA_BLOCKS)
+    info = dict(_C.cuda_kernel_info(method))
+    return {"blocks": blocks, "threads": threads, "workspace_doubles_per_block": per_block, **info}
+
+
 @lru_cache(maxsize=256)
 def _cuda_plan(method: str, device_index: int, batch: int, n1: int, n2: int, ny: int):
     """Launch geometry (blocks, threads, workspace doubles per block), computed once per shape
@@ -123,6 +140,8 @@ def launch_cuda(P: Tensor, method: str, tol: float, max_iter: int, coupling: boo
         dual1, dual2 = empty(B, n1, ny), empty(B, n2, ny)
         q = empty(B, n1, n2, ny) if coupling else empty(0)
         blocks, threads, per_block = _cuda_plan(method, P.device.index, B, n1, n2, ny)
+        if MAX_CUDA_BLOCKS:
+            blocks = min(blocks, MAX_CUDA_BLOCKS)
         workspace = empty(blocks * per_block)
         _C.cuda_launch(method, Pc.data_ptr(), B, n1, n2, ny, tol, max_iter, SCALING_ITERS, value.data_ptr(),
                        bound.data_ptr(), converged.data_ptr(), iterations.data_ptr(), q.data_ptr() if coupling else 0,

@@ -21,6 +21,17 @@ struct CudaPlan {
 // exact_team_algebra.hpp).
 CudaPlan cuda_plan(const std::string& kernel, Shape shape);
 
+// What the compiled kernel takes per thread and block (cudaFuncGetAttributes), for the launch
+// plans that benchmarks record: kernel "proxy", "refine", "exact" or "value_grad".
+struct CudaKernelInfo {
+  int registers = 0;         // per thread
+  int64_t local_bytes = 0;   // per thread: spills and local arrays
+  int64_t shared_bytes = 0;  // static shared memory per block
+  int max_threads = 0;       // the most threads per block a launch may have
+  int binary_version = 0;    // the SASS architecture loaded (90: sm_90)
+};
+CudaKernelInfo cuda_kernel_info(const std::string& kernel);
+
 // Enqueues the kernel on `stream`; returns without synchronising.
 void cuda_launch(const std::string& kernel, const double* P, Shape shape, SolverOptions opt, SolveOutputs out,
                  double* workspace, CudaPlan plan, void* stream);
