@@ -29,8 +29,12 @@ from fastpid.families import STRUCTURED_KINDS, harsh, structured_case, structure
 from .harness import machine, progress, table, write_json
 
 
-def sweep(seeds, tag, tol=1e-8, draws=1500):
-    """The exact solver on `draws` harsh inputs for each seed (see the module's docstring)."""
+def sweep(seeds, tag, tol=1e-8, draws=1500, cap=None):
+    """The exact solver on `draws` harsh inputs for each seed (see the module's docstring), alone
+    at `cap` iterations (default: the default call's cap, fastpid.core.DEFAULT_MAX_ITER)."""
+    from fastpid.core import DEFAULT_MAX_ITER
+
+    cap = cap or DEFAULT_MAX_ITER["exact"]
     total, short = 0, []
     for i, seed in enumerate(seeds):
         if i % 50 == 0:
@@ -41,7 +45,7 @@ def sweep(seeds, tag, tol=1e-8, draws=1500):
             if P is None:
                 continue
             total += 1
-            r = fastpid.decompose(P, method="exact", tol=tol, max_iter=100)  # exact alone (no hand-off)
+            r = fastpid.decompose(P, method="exact", tol=tol, max_iter=cap)  # exact alone (no hand-off)
             if bool(r.converged):
                 continue
             longer = fastpid.decompose(P, method="exact", tol=tol, max_iter=400)
@@ -51,13 +55,13 @@ def sweep(seeds, tag, tol=1e-8, draws=1500):
                           "iterations_400": int(longer.iterations), "bound_bits_400": float(longer.bound),
                           "default_call_converged": bool(default.converged), "default_call_bound_bits": float(default.bound),
                           "default_call_method": default.method})
-    payload = {"machine": machine(), "tol_bits": tol, "seeds": [seeds[0], seeds[-1] + 1], "draws_per_seed": draws,
+    payload = {"machine": machine(), "tol_bits": tol, "max_iter": cap, "seeds": [seeds[0], seeds[-1] + 1], "draws_per_seed": draws,
                "distributions": total, "stopped_short": len(short),
                "converged_in_400": sum(s["converged_in_400"] for s in short),
                "seeds_with_more_than_one": sum(1 for seed in seeds if sum(s["seed"] == seed for s in short) > 1),
                "default_call_short": sum(not s["default_call_converged"] for s in short), "short": short}
     path = write_json(f"robustness-sweep{'-' + tag if tag else ''}.json", payload)
-    print(f"exact: {len(short)} of {total} stopped short of {tol:g} bits within 100 iterations; "
+    print(f"exact: {len(short)} of {total} stopped short of {tol:g} bits within {cap} iterations; "
           f"{payload['converged_in_400']} of them reach it within 400; "
           f"{payload['seeds_with_more_than_one']} seeds have more than one; the default call (with the hand-off to refine) "
           f"leaves {payload['default_call_short']} short")
@@ -149,7 +153,9 @@ def main(argv=None):
     tol = 1e-8
     # each method alone (its default cap given explicitly: no hand-off), and the default call
     methods = ("exact", "refine", "default")
-    caps = {"exact": 100, "refine": 1000, "default": None}
+    from fastpid.core import DEFAULT_MAX_ITER
+
+    caps = {"exact": DEFAULT_MAX_ITER["exact"], "refine": DEFAULT_MAX_ITER["refine"], "default": None}
     solved, short = {m: 0 for m in methods}, {m: [] for m in methods}
     total = 0
     for _ in range(trials):

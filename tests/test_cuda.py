@@ -176,3 +176,54 @@ def test_solve_is_host_free_cuda_graph_capture(method, rng):
     torch.cuda.synchronize()
     direct = launch_cuda(fresh, method, 1e-9, 100, False)
     torch.testing.assert_close(outputs[0], direct[0], atol=0, rtol=0)
+
+
+def test_cuda_hand_off_between_methods():
+    # refine's kernel alone stalls on some near copies; decompose hands them to the exact kernel
+    # on the device, as on the CPU (core.hand_off); with max_iter given, no hand-off
+    requires_cuda_build()
+    from fastpid.families import dependent_sources
+
+    P = torch.tensor(np.stack([dependent_sources(np.random.default_rng(s), 6, 6, 5, uniform=False, flip=2e-5) for s in range(40)]))
+    alone = fastpid.decompose(P.cuda(), method="refine", max_iter=1000)
+    handed = fastpid.decompose(P.cuda(), method="refine")
+    assert bool(handed.converged.all()), float(handed.bound.max())
+    short = ~alone.converged
+    assert bool((handed.iterations[short] > alone.iterations[short]).all())
+
+
+@pytest.mark.parametrize("method", KERNELS)
+def test_cuda_grid_smaller_than_the_batch(method, rng):
+    # every block walks several distributions with one workspace (as compute-sanitizer checks it)
+    requires_cuda_build()
+    from fastpid import torch_ops
+
+    P = torch.tensor(family_batch(rng, "structured", (9, 7, 5), count=9))
+    full = fastpid.decompose(P.cuda(), method=method, tol=1e-9)
+    torch_ops.MAX_CUDA_BLOCKS = 2
+    try:
+        walked = fastpid.decompose(P.cuda(), method=method, tol=1e-9)
+    finally:
+        torch_ops.MAX_CUDA_BLOCKS = None
+    for atom in ATOMS + ("bound",):
+        torch.testing.assert_close(getattr(walked, atom), getattr(full, atom), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("method", KERNELS)
+def test_cuda_launch_plan_is_reported(method):
+    requires_cuda_build()
+    from fastpid import torch_ops
+
+    plan = torch_ops.cuda_launch_plan(method, torch.zeros((300, 20, 20, 6), dtype=torch.float64, device="cuda"))
+    assert 0 < plan["registers"] <= 255 and plan["threads"] <= plan["max_threads"] and plan["blocks"] >= 1
+    assert plan["workspace_doubles_per_block"] > 0
+
+
+def test_cuda_float32_bound_covers_rounding():
+    requires_cuda_build()
+    P = np.zeros((18, 18, 18))
+    P[np.arange(18), np.arange(18), np.arange(18)] = 1 / 18
+    single = torch.tensor(P, dtype=torch.float32)
+    r = fastpid.decompose(single.cuda())
+    assert r.bound.dtype == torch.float32 and r.bound.device.type == "cuda"
+    assert abs(float(r.redundancy) - np.log2(18)) <= float(r.bound)

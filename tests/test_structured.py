@@ -189,8 +189,11 @@ def test_auto_chooses_by_shape_and_density(rng):
     assert choose_method(hist.shape, lambda: hist[None]) == "exact"
     assert choose_method(dense64.shape, lambda: dense64[None]) == "refine"
     assert choose_method(sparse64.shape, lambda: sparse64[None]) == "refine-then-exact"
-    r = fastpid.decompose(fastpid.families.dense(rng, 4, 4, 200))
+    # many labels per cell of the sources (ny >= AUTO_LABELS_PER_CELL n1 n2 = 800): refine;
+    # fewer: exact, whose factorisation is small there
+    r = fastpid.decompose(fastpid.families.dense(rng, 4, 4, 1000))
     assert r.method == "refine" and bool(r.converged)
+    assert fastpid.decompose(fastpid.families.dense(rng, 4, 4, 200)).method == "exact"
     assert fastpid.decompose(hist).method == "exact"
 
 

@@ -112,7 +112,7 @@ def cuda_launch_plan(method: str, P: Tensor) -> dict:
     block, workspace doubles per block, and the compiled kernel's registers and local (spill)
     bytes per thread (benchmarks record it with their timings)."""
     B, n1, n2, ny = P.shape
-    blocks, threads, per_block = _cuda_plan(method, P.device.index if P.device.index is not None else torch.cuda.current_device(), B, n1, n2, ny)
+    blocks, threads, per_block = _cuda_plan(method, P.device.index, B, n1, n2, ny)
     if MAX_CUDA_BLOCKS:
         blocks = min(blocks, MAX_CUDA_BLOCKS)
     info = dict(_C.cuda_kernel_info(method))
