@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "cpu/run_control.hpp"
 #include "fastpid/exact_team_algebra.hpp"
 #include "fastpid/pid.hpp"
 #include "fastpid/proxy.hpp"
@@ -26,6 +27,20 @@ using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 Shape shape_of(const Array& P) {
   if (P.ndim() != 4) throw std::invalid_argument("expected an array of shape (batch, n1, n2, ny)");
   return Shape{P.shape(0), int(P.shape(1)), int(P.shape(2)), int(P.shape(3))};
+}
+
+// The stop poll of the CPU batch calls (run_control.hpp): Python's signal handlers, run on the
+// main thread, with the GIL (elsewhere PyErr_CheckSignals does nothing). A handler that raises
+// (KeyboardInterrupt on Ctrl-C) leaves its exception set, and the call stops.
+bool python_stop_poll() {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+// After a batch call stopped on the poll: the exception its signal handler raised.
+[[noreturn]] void raise_interruption() {
+  if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+  throw py::error_already_set();
 }
 
 template <typename Kernel>
@@ -54,10 +69,16 @@ py::dict run(Kernel kernel, const Array& P, SolverOptions opt, bool coupling, bo
     result["dual2"] = d2;
   }
   const double* p = P.data();
+  bool interrupted = false;
   {
     py::gil_scoped_release release;
-    kernel(p, s, opt, out);
+    try {
+      kernel(p, s, opt, out);
+    } catch (const fastpid::Interrupted&) {
+      interrupted = true;
+    }
   }
+  if (interrupted) raise_interruption();
   result["value"] = value;
   result["bound"] = bound;
   result["converged"] = converged.attr("astype")("bool");
@@ -90,6 +111,7 @@ auto on_threads(void (*kernel)(const double*, Shape, SolverOptions, SolveOutputs
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastpid native kernels (CPU, and CUDA when compiled)";
+  fastpid::set_stop_poll(python_stop_poll);
   m.def(
       "exact_cpu",
       [](const Array& P, double tol, int max_iter, bool coupling, bool duals, int threads, int elimination,
@@ -226,6 +248,28 @@ PYBIND11_MODULE(_C, m) {
       py::arg("grad_value"), py::arg("P"), py::arg("dual1"), py::arg("dual2"), py::arg("threads") = 0,
       "Gradient of the solved value with respect to P from the saved dual point.");
   m.def(
+      "pid_grad_cpu",
+      [](const Array& grad_value, const Array& grad_informations, const Array& P, const Array& dual1,
+         const Array& dual2, bool normalize, int threads) {
+        const Shape s = shape_of(P);
+        if (grad_value.size() != s.batch || grad_informations.size() != 4 * s.batch ||
+            dual1.size() != s.batch * s.n1 * s.ny || dual2.size() != s.batch * s.n2 * s.ny)
+          throw std::invalid_argument("pid_grad_cpu: inconsistent shapes");
+        py::array_t<double> grad({s.batch, int64_t(s.n1), int64_t(s.n2), int64_t(s.ny)});
+        double* out = grad.mutable_data();
+        const double *g = grad_value.data(), *gi = grad_informations.data(), *p = P.data(), *d1 = dual1.data(),
+                     *d2 = dual2.data();
+        {
+          py::gil_scoped_release release;
+          fastpid::pid_grad_cpu(g, gi, p, d1, d2, s, normalize, out, threads);
+        }
+        return grad;
+      },
+      py::arg("grad_value"), py::arg("grad_informations"), py::arg("P"), py::arg("dual1"), py::arg("dual2"),
+      py::arg("normalize"), py::arg("threads") = 0,
+      "Gradient of decompose's value and informations (batch, 4) with respect to P as given (totals divided "
+      "out; with normalize, the division inside the graph) from the saved dual point.");
+  m.def(
       "value_grad_grid_cpu",
       [](const Array& grad_value, const Array& P, const Array& dual1, const Array& dual2, int blocks, int threads) {
         const Shape s = shape_of(P);
@@ -314,6 +358,10 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("kernel"), py::arg("n1"), py::arg("n2"), py::arg("ny"),
       "Doubles of workspace one distribution of this shape needs (per thread on the CPU, per block on CUDA).");
+  m.def("max_threads", &fastpid::max_threads,
+        "The threads a native call takes by default (OpenMP's count; 1 in a process forked after fastpid was loaded).");
+  m.def("forked_child", &fastpid::forked_child,
+        "Whether this process was forked after fastpid was loaded (its native calls then run on one thread).");
   m.def("build_info", []() {
     py::dict info;
     info["version"] = FASTPID_VERSION;

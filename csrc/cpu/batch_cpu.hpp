@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fastpid/team.hpp"
+#include "run_control.hpp"
 
 #ifdef FASTPID_WITH_OPENMP
 #include <omp.h>
@@ -84,8 +85,9 @@ template <class Kernel>
 void run_batch_cpu(const double* P, Shape shape, SolverOptions opt, SolveOutputs out, int num_threads) {
   const int64_t per = shape.size();
   const int64_t workspace = Kernel::workspace_doubles(shape);
+  StopCheck stop;
 #ifdef FASTPID_WITH_OPENMP
-  if (num_threads <= 0) num_threads = omp_get_max_threads();
+  num_threads = cpu_threads(num_threads);
   // Chunks small enough to balance distributions that take very different times.
   const int chunk = int(std::max<int64_t>(1, std::min<int64_t>(64, shape.batch / (int64_t(num_threads) * 8))));
 #pragma omp parallel num_threads(num_threads)
@@ -96,9 +98,12 @@ void run_batch_cpu(const double* P, Shape shape, SolverOptions opt, SolveOutputs
 #ifdef FASTPID_WITH_OPENMP
 #pragma omp for schedule(dynamic, chunk)
 #endif
-    for (int64_t b = 0; b < shape.batch; ++b)
+    for (int64_t b = 0; b < shape.batch; ++b) {
+      if (stop.should_stop()) continue;  // the distributions left after a Ctrl-C are skipped
       Kernel::run(team, P + b * per, shape, opt, ws.data(), outputs_of(out, shape, b));
+    }
   }
+  stop.finish();
 }
 
 }  // namespace fastpid

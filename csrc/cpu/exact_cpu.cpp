@@ -1204,11 +1204,8 @@ using CpuInteriorPoint = InteriorPoint<SerialTeam, CpuAlgebra>;
 void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs out, int num_threads) {
   const int64_t per = shape.size();
   const int64_t workspace = CpuInteriorPoint::workspace_doubles(shape);
-#ifdef FASTPID_WITH_OPENMP
-  if (num_threads <= 0) num_threads = omp_get_max_threads();
-#else
-  num_threads = 1;
-#endif
+  num_threads = cpu_threads(num_threads);
+  StopCheck stop;
   // Each thread solves whole distributions; an orphaned `omp for` outside a parallel region
   // runs them all on the calling thread.
   auto solve_batch = [&](int inner_threads) {
@@ -1220,6 +1217,7 @@ void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (int64_t b = 0; b < shape.batch; ++b) {
+      if (stop.should_stop()) continue;  // the distributions left after a Ctrl-C are skipped
       CpuInteriorPoint solver(team, shape, options, ws.data(), *algebra);
       solver.solve(P + b * per, outputs_of(out, shape, b));
     }
@@ -1227,12 +1225,13 @@ void exact_cpu(const double* P, Shape shape, SolverOptions options, SolveOutputs
   if (shape.batch == 1 || num_threads == 1) {
     // One distribution (or one thread): its dense updates are shared by the threads instead.
     solve_batch(num_threads);
-    return;
-  }
+  } else {
 #ifdef FASTPID_WITH_OPENMP
 #pragma omp parallel num_threads(num_threads)
 #endif
-  solve_batch(1);
+    solve_batch(1);
+  }
+  stop.finish();
 }
 
 double exact_newton_residual_cpu(const double* P, Shape shape, SolverOptions options) {
@@ -1243,12 +1242,6 @@ double exact_newton_residual_cpu(const double* P, Shape shape, SolverOptions opt
   return solver.newton_solve_residual(P);
 }
 
-int max_threads() {
-#ifdef FASTPID_WITH_OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
+int max_threads() { return cpu_threads(0); }
 
 }  // namespace fastpid

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fastpid/pid.hpp"
+#include "run_control.hpp"
 
 #ifdef FASTPID_WITH_OPENMP
 #include <omp.h>
@@ -29,7 +30,7 @@ void informations_cpu(const double* P, Shape shape, double* out, int num_threads
   const int n1 = shape.n1, n2 = shape.n2, ny = shape.ny;
   const int64_t per = shape.size();
 #ifdef FASTPID_WITH_OPENMP
-  if (num_threads <= 0) num_threads = omp_get_max_threads();
+  num_threads = cpu_threads(num_threads);
   num_threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads, shape.batch)));
 #pragma omp parallel num_threads(num_threads)
 #endif

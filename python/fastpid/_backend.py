@@ -70,31 +70,41 @@ def check_shape(shape: Tuple[int, ...], *, name: str = "P", min_rank: int = 3) -
         raise ValueError(f"{name} has an empty axis: shape {tuple(shape)}")
 
 
+def as_flat(P: Any, *, name: str = "P", min_rank: int = 3):
+    """``(flat, batch_shape, kind)`` for a numpy-like ``P`` of shape ``(..., n1, n2, ny)``:
+    ``flat`` of shape ``(batch, n1, n2, ny)`` in P's own dtype, a view where P's layout allows
+    (no conversion: see _run.solve_batch). Raises ValueError on a non-numeric or complex dtype,
+    a wrong rank or an empty axis."""
+    kind = kind_of(P)
+    arr = np.asarray(P)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real, got dtype {arr.dtype}")
+    check_shape(arr.shape, name=name, min_rank=min_rank)
+    core = arr.shape[arr.ndim - min_rank:]
+    return arr.reshape((-1,) + core), tuple(arr.shape[: arr.ndim - min_rank]), kind
+
+
 def to_batch(P: Any, *, normalize: bool, name: str = "P", min_rank: int = 3):
     """Validates ``P`` of shape ``(..., n1, n2, ny)`` and returns ``(flat, batch_shape, kind)``
-    with ``flat`` a C-contiguous float64 numpy array of shape ``(batch, n1, n2, ny)``.
+    with ``flat`` a C-contiguous float64 numpy array of shape ``(batch, n1, n2, ny)``, each
+    distribution divided by its total (the whole batch at once: decompose goes a chunk at a
+    time instead, _run.solve_batch).
 
     Raises ValueError naming the first bad distribution: wrong rank, empty axis, NaN or
     infinite entry, negative entry, zero total mass, or (unless ``normalize``) a total that
     differs from 1 by more than 1e-6.
     """
-    kind = kind_of(P)
-    if kind.torch:
-        arr = P.detach().to("cpu", dtype=__import__("torch").float64).numpy()
+    if is_torch(P):
+        kind = kind_of(P)
+        P = P.detach().to("cpu", dtype=__import__("torch").float64).numpy()
+        flat, batch_shape, _ = as_flat(P, name=name, min_rank=min_rank)
     else:
-        arr = np.asarray(P)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-        if np.iscomplexobj(arr):
-            raise ValueError(f"{name} must be real, got dtype {arr.dtype}")
-        arr = arr.astype(np.float64, copy=False)
-    check_shape(arr.shape, name=name, min_rank=min_rank)
-    core = arr.shape[arr.ndim - min_rank:]
-    batch_shape = tuple(arr.shape[: arr.ndim - min_rank])
-    flat = np.ascontiguousarray(arr.reshape((-1,) + core), dtype=np.float64)
+        flat, batch_shape, kind = as_flat(P, name=name, min_rank=min_rank)
+    flat = np.ascontiguousarray(flat, dtype=np.float64)
     if flat.shape[0] == 0:
         return flat, batch_shape, kind
-
     return check_flat(flat, batch_shape, normalize=normalize, min_rank=min_rank), batch_shape, kind
 
 

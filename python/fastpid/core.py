@@ -5,188 +5,15 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _C
-from ._backend import check_shape, is_torch, to_batch, unit_of
-from .info import pid_informations, pid_informations_nats
+from ._backend import as_flat, check_shape, is_torch, unit_of
+from ._run import CURRENT_PROGRESS, ProgressArg, solve_batch, threads_of
 from .result import MEASURES, PIDResult
 
-METHODS = ("auto", "exact", "refine", "proxy")
-# Iteration caps per distribution. "exact": interior-point iterations (5 to 10 are typical;
-# a run where the dual variable of a tiny marginal, 1e-13 or 1e-29 of the total, crawls 2 nats
-# per iteration to its optimum needs 100 to 200: 9 of the 13 such stops at 100 iterations in
-# the harsh sweep of 1.19 M draws, and the one stop of 100,000 structured draws, which took
-# 104; results/robustness-sweep.json, robustness-structured.json). "refine": iterative-scaling
-# steps (at most 200, see SCALING_ITERS) plus Newton steps.
-DEFAULT_MAX_ITER = {"exact": 200, "refine": 1000, "proxy": 0}
-SCALING_ITERS = 200  # refine: iterative-scaling steps before the Newton phase
-# The method a distribution is handed to when the one asked for stops short of tol at its
-# default cap (see hand_off).
-HAND_OFF = {"exact": "refine", "refine": "exact"}
-# "exact" takes a hand-off only where its dense Newton factor has at most this order
-# (16.8 M doubles, 134 MB, for dense 64^3): beyond it, refine's answer stands as it is.
-EXACT_HAND_OFF_ORDER = 4096
-
-
-def native_solve(flat: np.ndarray, method: str, tol_nats: float, max_iter: int, coupling: bool, duals: bool, threads: int = 0):
-    """Runs the native CPU kernel of ``method`` ("exact", "refine" or "proxy") on a validated
-    (batch, n1, n2, ny) float64 array: a dict of per-distribution arrays (value, bound,
-    converged, iterations, and coupling, dual1, dual2 when asked)."""
-    if method == "exact":
-        return _C.exact_cpu(flat, tol_nats, max_iter, coupling=coupling, duals=duals, threads=threads)
-    if method == "refine":
-        return _C.refine_cpu(flat, tol_nats, max_iter, coupling=coupling, duals=duals, threads=threads, scaling_iters=SCALING_ITERS)
-    if method == "proxy":
-        return _C.proxy_cpu(flat, tol_nats, coupling=coupling, duals=duals, threads=threads)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-
-
-def solve_flat(flat: np.ndarray, method: str, tol_nats: float, max_iter: Optional[int], coupling: bool, duals: bool, threads: int = 0):
-    """The native solve of ``method`` ("exact", "refine", "proxy" or "refine-then-exact": see
-    choose_method) on a validated (batch, n1, n2, ny) float64 array. With ``max_iter=None``
-    each distribution gets the method's default cap, and those left short of tol are handed to
-    the other method (hand_off)."""
-    if method == REFINE_THEN_EXACT:
-        out = native_solve(flat, "refine", tol_nats, SCALING_ITERS, coupling, duals, threads)
-        hand_off(out, flat, lambda sub: solve_flat(sub, "exact", tol_nats, max_iter, coupling, duals, threads))
-        return out
-    cap = DEFAULT_MAX_ITER[method] if max_iter is None else int(max_iter)
-    out = native_solve(flat, method, tol_nats, cap, coupling, duals, threads)
-    if max_iter is None and hand_off_allowed(method, flat.shape[1:]):
-        other = HAND_OFF[method]
-        hand_off(out, flat, lambda sub: native_solve(sub, other, tol_nats, DEFAULT_MAX_ITER[other], coupling, duals, threads))
-    return out
-
-
-def hand_off_allowed(method: str, shape) -> bool:
-    """Whether distributions of ``shape`` (n1, n2, ny) that ``method`` leaves short of tol go to
-    the other method: exact and refine hand to each other, exact only up to
-    EXACT_HAND_OFF_ORDER."""
-    if method not in HAND_OFF:
-        return False
-    n1, n2, ny = (int(n) for n in shape)
-    return HAND_OFF[method] != "exact" or min(min(n1, n2) * ny, n1 * n2) <= EXACT_HAND_OFF_ORDER
-
-
-def hand_off(out: dict, batch, solve_other) -> None:
-    """Re-solves the distributions of ``batch`` that ``out`` (a native solve's outputs, numpy
-    or torch alike) left short of tol with ``solve_other`` (batch subset -> outputs of the
-    same keys), and keeps, per distribution, the result with the smaller certified bound; the
-    iterations of both count. In place.
-
-    Why: each method has inputs it stalls on that the other solves in a few steps (measured:
-    refine's augmented Lagrangian on near copies of a source, X2 = X1 up to flips of 1e-6 to
-    1e-2, stalled on 62 of 200 draws; every one converged with the interior point); a stop
-    short of tol is then a last resort, not the common case (results/structured_cpu.json)."""
-    converged = out["converged"]
-    short = np.flatnonzero(~converged.astype(bool)) if isinstance(converged, np.ndarray) else (~converged.bool()).nonzero().flatten()
-    if len(short) == 0:
-        return
-    other = solve_other(batch[short])
-    better = other["bound"] < out["bound"][short]
-    chosen = short[better]
-    for key in ("value", "bound", "converged", "coupling", "dual1", "dual2"):
-        if key in out and key in other and len(out[key]) == len(out["value"]):
-            out[key][chosen] = other[key][better]
-    out["iterations"][short] += other["iterations"]
-
-
-def structure_of(flat: np.ndarray):
-    """Per distribution of ``flat`` (batch, n1, n2, ny): the multiply-adds of one interior-point
-    factorisation (the cheaper of the two eliminations as csrc/cpu/exact_cpu.cpp counts them,
-    cost_on_sources and cost_on_cells three times as dear) and the density, the fraction of the
-    solvers' unknowns (entries whose two marginals are positive) where P itself is positive."""
-    m1 = flat.sum(2) > 0  # (batch, n1, ny): the alpha variables
-    m2 = flat.sum(1) > 0  # (batch, n2, ny): the beta variables
-    if m2.sum() > m1.sum():  # the side with fewer variables is the Schur side
-        m1, m2 = m2, m1
-    f1, f2 = m1.astype(np.float64), m2.astype(np.float64)
-    per_label = f2.sum(1)  # (batch, ny): betas per label
-    k = f1.sum(2)  # (batch, n1): alphas per block
-    triples_of_block = np.einsum("bxy,by->bx", f1, per_label)
-    order = f2.sum((1, 2))
-    sources = order**3 / 3 + (k**3 / 3 + k * k * triples_of_block + k * triples_of_block**2 / 2).sum(1)
-    cells_count = (np.einsum("bxy,bzy->bxz", f1, f2) > 0).sum((1, 2)).astype(np.float64)
-    alphas_per_label = f1.sum(1)
-    cells = 3.0 * (cells_count**3 / 3 + (1.4 * (alphas_per_label + per_label) ** 3 + (alphas_per_label * per_label) ** 2).sum(1))
-    return np.minimum(sources, cells), density_of(flat)
-
-
-def density_of(flat: np.ndarray) -> np.ndarray:
-    """Per distribution of ``flat`` (batch, n1, n2, ny): the fraction of the solvers' unknowns
-    (entries whose two marginals are positive) where P itself is positive."""
-    per_label = (flat.sum(2) > 0).sum(1) * (flat.sum(1) > 0).sum(1)  # (batch, ny)
-    return np.count_nonzero(flat.reshape(len(flat), -1), axis=1) / np.maximum(per_label.sum(1), 1)
-
-
-def refine_cost(n1: int, n2: int, ny: int) -> float:
-    """Multiply-adds of refine's scaling phase on an (n1, n2, ny) distribution (its dense
-    arrays, whatever the structure; SCALING_ITERS steps of three passes)."""
-    return float(SCALING_ITERS * 3 * n1 * n2 * ny)
-
-
-# method="auto" (choose_method), calibrated by benchmarks/bench_auto.py (results/auto_cpu.json:
-# every case of bench_size, more dense cubes and structured inputs, the three timed in one run):
-AUTO_REFINE_ABOVE = 60.0  # exact's work per factorisation over refine's scaling phase above
-                          # which refine is faster on dense inputs
-AUTO_DENSE = 0.5          # density from which refine's Newton phase is reliably fast
-AUTO_LABELS_PER_CELL = 50  # dense inputs with this many labels per source cell: refine
-AUTO_PROBE_ABOVE = 25.0   # on sparse inputs, the work ratio above which refine's scaling phase
-                          # (at most 1/25 of one exact factorisation) is tried first
-AUTO_SAMPLE = 64          # distributions of a batch whose structure auto looks at
-REFINE_THEN_EXACT = "refine-then-exact"  # refine's scaling phase, then exact where it is short
-
-
-def choose_method(shape, sample=None) -> str:
-    """``method="auto"``: "exact" or "refine" for a batch of distributions of ``shape`` (n1,
-    n2, ny). ``sample()`` returns some of them (float64 numpy, (k, n1, n2, ny)); it is called
-    only where the shape leaves the choice open. Measured (results/auto_cpu.json): refine is
-    the faster method on dense inputs whose interior-point factorisation costs far more than
-    refine's scaling phase (dense 40^3: 0.14 s against 0.55, 64^3: 0.74 against 8.6; dense
-    32^3 and 128 x 128 x 16 are about even) and on dense inputs with many labels per cell of
-    the sources (4 x 4 x 1000 by 10 to 15%, 2 x 2 x 500 by 2x; 4 x 4 x 100 and 300 are even);
-    exact everywhere else, sparse inputs
-    above all (a 64^3 histogram of 20,000 samples: 6.8 s against 22 s; 20 x 20 histograms: 2x
-    to 25x faster). Not seen by the rule: refine is faster on some large deterministic
-    structures, which its scaling phase alone can certify (a duplicated source 40^3: 6 ms against
-    0.37 s) or its Newton phase solves in a few steps (a 40 x 40 sum gate: 34 ms against 0.5 s).
-    So:
-
-    - dense inputs (density >= AUTO_DENSE) with ny >= AUTO_LABELS_PER_CELL n1 n2: "refine"
-      (density_of only, which costs little on these small sources);
-    - dense inputs whose exact work exceeds AUTO_REFINE_ABOVE times refine's scaling phase:
-      "refine";
-    - sparse inputs whose exact work exceeds AUTO_PROBE_ABOVE times refine's scaling phase:
-      "refine-then-exact", refine's scaling phase (certified every 25 steps) and exact for the
-      distributions it leaves short of tol, which costs a few percent of exact's time where the
-      phase does not certify them (the sum gate above);
-    - otherwise "exact".
-    """
-    n1, n2, ny = (int(n) for n in shape)
-    small, large = min(n1, n2), max(n1, n2)
-    scaling = refine_cost(n1, n2, ny)
-    many_labels = ny >= AUTO_LABELS_PER_CELL * n1 * n2
-    # structure_of's count for a distribution with every entry positive, the most there can be
-    sources = (small * ny) ** 3 / 3 + large * (ny**3 / 3 + ny * ny * small * ny + ny * (small * ny) ** 2 / 2)
-    cells = 3.0 * ((n1 * n2) ** 3 / 3 + ny * (1.4 * (n1 + n2) ** 3 + (n1 * n2) ** 2))
-    worst = min(sources, cells)
-    if worst <= AUTO_REFINE_ABOVE * scaling and not many_labels:
-        return "exact"
-    if sample is None:  # no look at the data (torch.compile): as if dense
-        return "refine"
-    some = sample()
-    if len(some) == 0:
-        return "exact"
-    if many_labels:  # the cost model is not needed, nor its price (tens of microseconds)
-        return "refine" if float(np.mean(density_of(some))) >= AUTO_DENSE else "exact"
-    cost, density = (float(np.mean(v)) for v in structure_of(some))
-    if density < AUTO_DENSE:
-        return REFINE_THEN_EXACT if cost > AUTO_PROBE_ABOVE * scaling else "exact"
-    return "refine" if cost > AUTO_REFINE_ABOVE * scaling else "exact"
-
-
-def evenly_spaced(batch, count: int = AUTO_SAMPLE):
-    """At most ``count`` distributions of ``batch`` (first axis), evenly spaced."""
-    return batch[np.unique(np.linspace(0, len(batch) - 1, min(count, len(batch))).astype(np.int64))] if len(batch) else batch
+from ._solve import (  # noqa: F401  (re-exported: the public home of the method names and caps)
+    AUTO_SAMPLE, DEFAULT_MAX_ITER, EXACT_HAND_OFF_ORDER, HAND_OFF, METHODS, REFINE_THEN_EXACT, SCALING_ITERS,
+    choose_method, density_of, evenly_spaced, hand_off, hand_off_allowed, native_solve, refine_cost, solve_flat,
+    structure_of,
+)
 
 
 def atoms_from(value_nats, informations_nats):
@@ -259,6 +86,7 @@ def decompose(
     normalize: bool = False,
     return_coupling: bool = False,
     threads: Optional[int] = None,
+    progress: ProgressArg = None,
 ) -> PIDResult:
     """BROJA partial information decomposition of one or many distributions P(X1, X2, Y).
 
@@ -284,7 +112,16 @@ def decompose(
         normalize: accept counts or unnormalised weights and divide each distribution by its
             total; otherwise a total off 1 by more than 1e-6 is an error.
         return_coupling: also return the optimal coupling Q (same shape as ``P``).
-        threads: OpenMP threads over the batch (default: all).
+        threads: CPU threads of the native kernels (default None: all; in a process forked
+            from one that had used them, 1, see README "Large jobs").
+        progress: ``True`` shows a progress bar on stderr (tqdm when installed), ``False``
+            none, a callable ``progress(done, total)`` is called as the batch goes; the
+            default ``None`` shows the bar for calls predicted to take more than a few seconds
+            when stderr is a terminal.
+
+    The batch is solved a chunk at a time (memory above the input: one chunk's temporaries,
+    64 MiB, plus the outputs), and Ctrl-C stops a call within about a second with
+    KeyboardInterrupt.
 
     Returns:
         PIDResult with fields of the batch shape, in the same library (numpy or torch),
@@ -300,15 +137,15 @@ def decompose(
         raise ValueError(f"tol must be positive, got {tol!r}")
     if max_iter is not None and int(max_iter) < 0:
         raise ValueError(f"max_iter must be >= 0, got {max_iter!r}")
+    threads = threads_of(threads)
     if is_torch(P):
-        return _decompose_torch(P, method, tol * log_base, max_iter, unit, log_base, normalize, return_coupling)
-    flat, batch_shape, kind = to_batch(P, normalize=normalize)
+        return _decompose_torch(P, method, tol * log_base, max_iter, unit, log_base, normalize, return_coupling, threads,
+                                progress)
+    flat, batch_shape, kind = as_flat(P)
     n1, n2, ny = flat.shape[1:]
-    if method == "auto":
-        method = choose_method(flat.shape[1:], lambda: evenly_spaced(flat))
-
-    out = solve_flat(flat, method, tol * log_base, max_iter, return_coupling, False, int(threads or 0))
-    informations = pid_informations_nats(flat)
+    out = solve_batch(flat, method, tol * log_base, max_iter, batch_shape=batch_shape, normalize=normalize,
+                      coupling_dtype=kind.dtype if return_coupling else None, threads=threads, progress=progress)
+    informations = dict(zip(INFORMATIONS, out["informations"].T))
 
     def convert(measures):  # all at once: one division and one cast (results/exact_assembly_cpu.json)
         stacked = np.stack(measures).reshape((len(measures),) + batch_shape) / log_base
@@ -319,48 +156,45 @@ def decompose(
     return result_from(
         out["value"], informations, convert, bound=out["bound"],
         converged=kind.wrap_index(out["converged"].reshape(batch_shape) & np.isfinite(out["value"]).reshape(batch_shape)),
-        iterations=kind.wrap_index(out["iterations"].reshape(batch_shape)), unit=unit, method=method,
-        coupling=kind.wrap(out["coupling"].reshape(batch_shape + (n1, n2, ny))) if return_coupling else None,
+        iterations=kind.wrap_index(out["iterations"].reshape(batch_shape)), unit=unit, method=out["method"],
+        coupling=out["coupling"].reshape(batch_shape + (n1, n2, ny)) if return_coupling else None,
     )
 
 
-def _decompose_torch(P, method, tol_nats, max_iter, unit, log_base, normalize, return_coupling):
-    """decompose() for torch tensors: differentiable, on P's device, torch.compile-friendly."""
+# The columns of the informations the native kernels and fastpid::decompose return.
+INFORMATIONS = ("mi_x1", "mi_x2", "mi_joint", "entropy_y")
+
+
+def _decompose_torch(P, method, tol_nats, max_iter, unit, log_base, normalize, return_coupling, threads, progress):
+    """decompose() for torch tensors, through the fastpid::decompose op: differentiable, on P's
+    device, a chunk at a time, torch.compile-friendly."""
     import torch
 
-    from . import torch_ops  # noqa: F401  (registers the fastpid:: ops)
+    from . import torch_ops
 
     check_shape(tuple(P.shape))
-    if not torch.compiler.is_compiling():
-        # Full checks with messages naming the bad index; for CUDA tensors on the device.
-        if P.is_cuda:
-            torch_ops.check_cuda(P.reshape((-1,) + tuple(P.shape[-3:])), normalize=normalize, batch_shape=tuple(P.shape[:-3]))
-        else:
-            to_batch(P, normalize=normalize)
+    if P.is_complex():
+        raise ValueError(f"P must be real, got dtype {P.dtype}")
     out_dtype = P.dtype if P.dtype in (torch.float32, torch.float64) else torch.float64
     batch_shape = tuple(P.shape[:-3])
     n1, n2, ny = P.shape[-3:]
-    Pd = P.to(torch.float64)
-    if normalize:
-        Pd = Pd / Pd.sum(dim=(-3, -2, -1), keepdim=True)
-    else:
-        # Within the 1e-6 the checks allow, a total off 1 is rounding (a float32 input's): the
-        # solver divides it out (check_flat), so the informations must too, or the atoms mix
-        # two distributions (a float32 X1 = X2 = Y on 18 values: R off by 1.3e-7 bits). The
-        # total is a constant of the graph, so gradients stay those of the entries as given
-        # (to 1e-6 relative).
-        Pd = Pd / Pd.detach().sum(dim=(-3, -2, -1), keepdim=True)
-    # Zero cells get gradient 0 in every term (README, "Gradients"): the graph sees them as
-    # constants, without changing any value.
-    Pd = torch.where(Pd > 0, Pd, Pd.detach())
-    flat = Pd.reshape(-1, n1, n2, ny).contiguous()
+    flat = P.reshape(-1, n1, n2, ny).to(out_dtype)  # a view, unless P is of another dtype
+    compiling = torch.compiler.is_compiling()
+    if not compiling:
+        # Checked here (and again in the op, which torch.compile runs without this) so that the
+        # sample auto looks at is valid; messages name the bad index.
+        torch_ops.validate(flat, normalize=normalize, batch_shape=batch_shape)
     if method == "auto":  # the data is looked at only where the shape leaves the choice open
-        compiling = torch.compiler.is_compiling()
-        method = choose_method((n1, n2, ny), None if compiling else lambda: evenly_spaced(flat.detach()).to("cpu").numpy())
-    # max_iter -1: the method's default cap, with the hand-off (solve_flat)
-    value, bound, converged, iterations, _, _, coupling = torch.ops.fastpid.solve(
-        flat, tol_nats, -1 if max_iter is None else int(max_iter), method, return_coupling)
-    informations = pid_informations(flat, base=np.e)
+        method = choose_method((n1, n2, ny), None if compiling else lambda: torch_ops.sample_of(flat))
+    # The op's schema takes no callables: it reads the progress argument from a context
+    # variable (not under torch.compile, which cannot trace one; the op reports as for None).
+    token = None if compiling else CURRENT_PROGRESS.set(progress)
+    try:
+        value, bound, converged, iterations, informations, _, _, coupling = torch.ops.fastpid.decompose(
+            flat, tol_nats, -1 if max_iter is None else int(max_iter), method, return_coupling, normalize, threads)
+    finally:
+        if token is not None:
+            CURRENT_PROGRESS.reset(token)
 
     def convert(measures):
         stacked = torch.stack([v.reshape(batch_shape) for v in measures]) / log_base
@@ -368,7 +202,7 @@ def _decompose_torch(P, method, tol_nats, max_iter, unit, log_base, normalize, r
         return [stacked[i].to(out_dtype) for i in range(len(measures) - 1)] + [bound]
 
     return result_from(
-        value, informations, convert, bound=bound, converged=(converged & torch.isfinite(value)).reshape(batch_shape),
-        iterations=iterations.reshape(batch_shape), unit=unit, method=method,
-        coupling=coupling.reshape(batch_shape + (n1, n2, ny)).to(out_dtype) if return_coupling else None,
+        value, dict(zip(INFORMATIONS, informations.unbind(1))), convert, bound=bound,
+        converged=(converged & torch.isfinite(value)).reshape(batch_shape), iterations=iterations.reshape(batch_shape),
+        unit=unit, method=method, coupling=coupling.reshape(batch_shape + (n1, n2, ny)) if return_coupling else None,
     )

@@ -317,7 +317,7 @@ def estimate(
     x1, x2, y, *, clusters: int = 20, components: int = 5, discretisers=(None, None),
     bias_correction: Optional[str] = "extrapolation", bootstrap: int = 0, confidence: float = 0.95,
     groups: int = 20, repeats: int = 2, shuffles: int = 20, seed: Optional[int] = 0, tol: float = 1e-7, base=2,
-    warn: bool = True,
+    warn: bool = True, threads: Optional[int] = None, progress=None,
 ) -> Estimate:
     """PID of two sources and a target given as samples, with a bias correction and intervals.
 
@@ -338,6 +338,8 @@ def estimate(
         shuffles: permutations of Y for "shuffle".
         warn: issue :class:`FewSamplesWarning` when the samples are too few for the
             histogram (the ``too_few_samples`` field is set either way).
+        threads, progress: as in :func:`fastpid.decompose`, for each of the batched solves
+            (the resamples, jackknife groups and shuffles).
     """
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
@@ -372,7 +374,7 @@ def estimate(
     solves = {"total": 0, "short": 0, "worst_bound": 0.0}
 
     def run(batch):
-        r = decompose(batch, normalize=True, tol=tol, base=base)
+        r = decompose(batch, normalize=True, tol=tol, base=base, threads=threads, progress=progress)
         converged, bound = np.asarray(r.converged).ravel(), np.asarray(r.bound, dtype=np.float64).ravel()
         solves["total"] += converged.size
         solves["short"] += int((~converged).sum())

@@ -69,6 +69,8 @@ class PIDResult:
 
     def __repr__(self) -> str:
         def fmt(v):
+            if type(v).__module__.startswith("dask"):  # fastpid.dask's lazy fields: never computed by a repr
+                return f"<lazy {tuple(v.shape)}>"
             if hasattr(v, "detach"):
                 v = v.detach().cpu().numpy()
             v = np.asarray(v)

@@ -34,8 +34,9 @@ import torch
 from torch import Tensor
 
 from . import _C
+from . import _run
 from ._backend import bad_distributions, check_flat, raise_bad_distribution
-from .core import DEFAULT_MAX_ITER, HAND_OFF, REFINE_THEN_EXACT, SCALING_ITERS, hand_off, hand_off_allowed, solve_flat
+from ._solve import DEFAULT_MAX_ITER, HAND_OFF, REFINE_THEN_EXACT, SCALING_ITERS, hand_off, hand_off_allowed, solve_flat
 
 Outputs = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 CUDA_METHODS = ("proxy", "refine", "exact", REFINE_THEN_EXACT)
@@ -64,11 +65,12 @@ def solve(P: Tensor, tol: float, max_iter: int, method: str, coupling: bool) -> 
     return tuple(torch.from_numpy(np.ascontiguousarray(r)).to(P.device) for r in results)
 
 
-def check_cuda(P: Tensor, normalize: bool = False, batch_shape=()) -> None:
+def check_cuda(P: Tensor, normalize: bool = False, batch_shape=(), offset: int = 0) -> None:
     """The input checks of check_flat for a CUDA batch (batch, ...), without copying it to the
     host: the per-distribution checks reduced on the device to, per check, whether any
     distribution fails it, the first that does, and that one's total; one copy of those 12
-    numbers; the ValueError names the first bad distribution and the reason as on the CPU."""
+    numbers; the ValueError names the first bad distribution (its index in the batch plus
+    ``offset``, for a chunk) and the reason as on the CPU."""
     flat = P.detach().reshape(P.shape[0], -1)
     total = flat.sum(1)
     masks = torch.stack(bad_distributions((~torch.isfinite(flat)).any(1), (flat < 0).any(1), total, normalize))
@@ -77,7 +79,7 @@ def check_cuda(P: Tensor, normalize: bool = False, batch_shape=()) -> None:
     checks = len(masks)
     for check in range(checks):
         if summary[check]:
-            i = int(summary[checks + check])
+            i = offset + int(summary[checks + check])
             raise_bad_distribution(check, i, batch_shape, float(summary[2 * checks + check]))
 
 
@@ -199,3 +201,168 @@ def _backward(ctx, grad_value, *unused):
 
 
 torch.library.register_autograd("fastpid::solve", _backward, setup_context=_setup_context)
+
+
+# fastpid::decompose: what fastpid.decompose runs for a torch tensor. Unlike fastpid::solve it
+# takes P as given (float32 or float64, any totals: divided out, or with `normalize` divided out
+# inside the graph), returns the mutual informations too, and goes a chunk at a time (_run): the
+# memory it needs above P is one chunk's temporaries and the outputs, and what autograd keeps for
+# backward is P itself (the caller's tensor, not a copy) and the dual point.
+DecomposeOutputs = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+
+
+@torch.library.custom_op("fastpid::decompose", mutates_args=())
+def decompose_op(P: Tensor, tol: float, max_iter: int, method: str, coupling: bool, normalize: bool,
+                 threads: int) -> DecomposeOutputs:
+    """(value, bound, converged, iterations, informations (batch, 4: I(X1;Y), I(X2;Y),
+    I(X1,X2;Y), H(Y), nats), dual1, dual2, Q (in P's dtype; empty unless ``coupling``)) of every
+    distribution of P (batch, n1, n2, ny); tol in nats; max_iter -1: the default caps with the
+    hand-off."""
+    if P.dtype not in (torch.float32, torch.float64) or P.dim() != 4:
+        raise ValueError("fastpid::decompose expects a float32 or float64 tensor of shape (batch, n1, n2, ny)")
+    cap = None if max_iter < 0 else max_iter
+    if P.is_cuda and _cuda_build():
+        return _decompose_cuda(P, tol, cap, method, coupling, normalize)
+    host = P.detach().to("cpu").contiguous().numpy()
+    out = _run.solve_batch(host, method, tol, cap, normalize=normalize, coupling_dtype=host.dtype if coupling else None,
+                           duals=True, threads=threads, progress=_run.CURRENT_PROGRESS.get())
+    q = out["coupling"] if coupling else np.zeros((0,), dtype=host.dtype)
+    keys = ("value", "bound", "converged", "iterations", "informations", "dual1", "dual2")
+    return tuple(torch.from_numpy(out[k]).to(P.device) for k in keys) + (torch.from_numpy(q).to(P.device),)
+
+
+def validate(flat: Tensor, normalize: bool, batch_shape=()) -> None:
+    """The input checks of a batch (batch, n1, n2, ny) a chunk at a time, on its device:
+    ValueError naming the first bad distribution and the reason."""
+    if flat.is_cuda:
+        rows = _run.memory_rows(int(np.prod(flat.shape[1:])), False)
+        for start in range(0, len(flat), rows):
+            check_cuda(flat[start:start + rows], normalize=normalize, batch_shape=batch_shape, offset=start)
+    else:
+        _run.validate(flat.detach().numpy(), batch_shape, normalize)
+
+
+def sample_of(flat: Tensor) -> np.ndarray:
+    """The distributions of a (validated) batch that method="auto" looks at, as float64 numpy,
+    normalised."""
+    return _run.normalised(_run.chunk_float64(_run.evenly_spaced(flat.detach()).cpu().numpy(), 0, None))
+
+
+def informations_torch(p: Tensor) -> Tensor:
+    """I(X1;Y), I(X2;Y), I(X1,X2;Y), H(Y) in nats (batch, 4) of the distributions p (batch, n1,
+    n2, ny) in torch operations (on p's device; informations_cpu's formulas)."""
+    def h(q, dims):
+        return -(q * torch.log(torch.where(q > 0, q, torch.ones_like(q)))).sum(dim=dims)
+
+    p_x1y, p_x2y, p_y = p.sum(2), p.sum(1), p.sum((1, 2))
+    h_y = h(p_y, (1,))
+    return torch.stack([
+        h(p_x1y.sum(2), (1,)) + h_y - h(p_x1y, (1, 2)),
+        h(p_x2y.sum(2), (1,)) + h_y - h(p_x2y, (1, 2)),
+        h(p.sum(3), (1, 2)) + h_y - h(p, (1, 2, 3)),
+        h_y,
+    ], dim=1)
+
+
+def _decompose_cuda(P: Tensor, tol: float, cap, method: str, coupling: bool, normalize: bool) -> DecomposeOutputs:
+    """fastpid::decompose on a CUDA tensor: solve_cuda a chunk at a time (each chunk converted
+    to float64, checked and normalised on the device), outputs allocated once."""
+    B, n1, n2, ny = P.shape
+    with torch.cuda.device(P.device):
+        empty = lambda *shape, dtype=torch.float64: torch.empty(shape, dtype=dtype, device=P.device)  # noqa: E731
+        outs = [empty(B), empty(B), empty(B, dtype=torch.bool), empty(B, dtype=torch.int32), empty(B, 4),
+                empty(B, n1, ny), empty(B, n2, ny), empty(B, n1, n2, ny, dtype=P.dtype) if coupling else empty(0, dtype=P.dtype)]
+        if method == "auto":
+            method = _run.choose_method((n1, n2, ny), lambda: sample_of(P))
+        # Timing a launch would measure its enqueue only: chunks for memory alone.
+        for start, stop in _run.ChunkPlan(B, n1 * n2 * ny, coupling, 1, timed=False):
+            chunk = P[start:stop].detach().to(torch.float64)
+            check_cuda(chunk, normalize=normalize, offset=start)
+            chunk = chunk / chunk.sum(dim=(1, 2, 3), keepdim=True)
+            solved = solve_cuda(chunk.contiguous(), method, tol, cap, coupling)
+            for target, value in zip(outs[:4] + outs[5:7], solved[:6]):
+                target[start:stop] = value
+            if coupling:
+                outs[7][start:stop] = solved[6]
+            outs[4][start:stop] = informations_torch(chunk)
+    return tuple(outs)
+
+
+@decompose_op.register_fake
+def _decompose_fake(P, tol, max_iter, method, coupling, normalize, threads):
+    B, n1, n2, ny = P.shape
+    f64 = dict(dtype=torch.float64)
+    return (
+        P.new_empty(B, **f64), P.new_empty(B, **f64), P.new_empty(B, dtype=torch.bool), P.new_empty(B, dtype=torch.int32),
+        P.new_empty(B, 4, **f64), P.new_empty(B, n1, ny, **f64), P.new_empty(B, n2, ny, **f64),
+        P.new_empty((B, n1, n2, ny) if coupling else (0,)),
+    )
+
+
+@torch.library.custom_op("fastpid::decompose_grad", mutates_args=())
+def decompose_grad(grad_value: Tensor, grad_informations: Tensor, P: Tensor, dual1: Tensor, dual2: Tensor,
+                   normalize: bool, threads: int) -> Tensor:
+    """Gradient of fastpid::decompose's value and informations with respect to P (in P's dtype),
+    a chunk at a time: pid_grad_cpu on ``threads`` CPU threads (its docstring has the formula),
+    the same formula in torch operations elsewhere."""
+    grad = torch.empty_like(P)
+    B, n1, n2, ny = P.shape
+    rows = _run.memory_rows(n1 * n2 * ny, True)
+    for start in range(0, B, rows):
+        stop = min(B, start + rows)
+        parts = [t[start:stop].detach() for t in (grad_value, grad_informations, P, dual1, dual2)]
+        if P.device.type == "cpu":
+            g, gi, p, d1, d2 = (np.ascontiguousarray(t.numpy(), dtype=np.float64) for t in parts)
+            grad[start:stop] = torch.from_numpy(_C.pid_grad_cpu(g, gi, p, d1, d2, normalize, threads))
+        else:
+            grad[start:stop] = pid_grad_torch(*(t.to(torch.float64) for t in parts), normalize)
+    return grad
+
+
+def pid_grad_torch(grad_value: Tensor, grad_informations: Tensor, P: Tensor, dual1: Tensor, dual2: Tensor,
+                   normalize: bool) -> Tensor:
+    """pid_grad_cpu's formula in torch operations (float64, on P's device)."""
+    total = P.sum(dim=(1, 2, 3), keepdim=True)
+    p = P / total
+
+    def log(q):
+        return torch.log(torch.where(q > 0, q, torch.ones_like(q)))
+
+    p_x1y, p_x2y = p.sum(2), p.sum(1)
+    log_y = log(p.sum((1, 2)))[:, None, None, :]
+    g1, g2, g12, gh = (grad_informations[:, i, None, None, None] for i in range(4))
+    d = -grad_value[:, None, None, None] * (dual1[:, :, None, :] + dual2[:, None, :, :])
+    d = d + g1 * (log(p_x1y)[:, :, None, :] - log(p_x1y.sum(2))[:, :, None, None] - log_y - 1)
+    d = d + g2 * (log(p_x2y)[:, None, :, :] - log(p_x2y.sum(2))[:, None, :, None] - log_y - 1)
+    d = d + g12 * (log(p) - log(p.sum(3))[..., None] - log_y - 1) - gh * (log_y + 1)
+    d = torch.where(p > 0, d, torch.zeros_like(d))
+    if normalize:
+        d = d - (d * p).sum(dim=(1, 2, 3), keepdim=True)
+    return d / total
+
+
+@decompose_grad.register_fake
+def _decompose_grad_fake(grad_value, grad_informations, P, dual1, dual2, normalize, threads):
+    return torch.empty_like(P)
+
+
+def _decompose_setup_context(ctx, inputs, output):
+    ctx.normalize, ctx.threads = inputs[5], inputs[6]
+    ctx.save_for_backward(inputs[0], output[5], output[6])
+
+
+def _decompose_backward(ctx, grad_value, _bound, _converged, _iterations, grad_informations, *unused):
+    P, dual1, dual2 = ctx.saved_tensors
+    if grad_value is None and grad_informations is None:
+        return (None,) * 7
+    B = P.shape[0]
+    if grad_value is None:
+        grad_value = torch.zeros(B, dtype=torch.float64, device=P.device)
+    if grad_informations is None:
+        grad_informations = torch.zeros(B, 4, dtype=torch.float64, device=P.device)
+    grad = decompose_grad(grad_value.contiguous(), grad_informations.contiguous(), P, dual1, dual2, ctx.normalize,
+                          ctx.threads)
+    return (grad,) + (None,) * 6
+
+
+torch.library.register_autograd("fastpid::decompose", _decompose_backward, setup_context=_decompose_setup_context)

@@ -108,6 +108,18 @@ double exact_newton_residual_cpu(const double* P, Shape shape, SolverOptions opt
 void value_grad_cpu(const double* grad_value, const double* P, const double* dual1, const double* dual2,
                     Shape shape, double* grad_P, int num_threads);
 
+// Backward of decompose's differentiable outputs (the value and the four informations of
+// informations_cpu) with respect to the entries of P as given, whose totals need not be 1:
+// per distribution, with p = P / total and the incoming gradients of the value and of
+// I(X1;Y), I(X2;Y), I(X1,X2;Y), H(Y) (grad_informations, (batch, 4)),
+//   d/dp = -g_value (alpha + beta) + g_1 (log p(x1,y) - log p(x1) - log p(y) - 1)
+//          + g_2 (log p(x2,y) - log p(x2) - log p(y) - 1) + g_12 (log p - log p(x1,x2) - log p(y) - 1)
+//          - g_H (log p(y) + 1)                     where p > 0, and 0 where p == 0;
+// grad_P = d/dp / total, and with `normalize` (the division by the total inside the graph)
+// (d/dp - sum p d/dp) / total.
+void pid_grad_cpu(const double* grad_value, const double* grad_informations, const double* P, const double* dual1,
+                  const double* dual2, Shape shape, bool normalize, double* grad_P, int num_threads);
+
 // value_grad_strided run for every thread of a simulated grid of `blocks` x `threads`, one after
 // another (tests of the CUDA kernel's index arithmetic on the CPU).
 void value_grad_grid_cpu(const double* grad_value, const double* P, const double* dual1, const double* dual2,
