@@ -53,3 +53,14 @@ def test_readme_output_comments_match():
         if line != "...":
             assert line.strip() in done.stdout, f"README shows {line!r}; the block printed:\n{done.stdout}"
     assert "0.324275" in done.stdout
+
+
+def test_readme_and_docs_point_inside_the_repository():
+    """Every file README and docs/ name exists in the repository; nothing points outside it."""
+    root = README.parent
+    for page in [README, *sorted((root / "docs").glob("*.md"))]:
+        text = page.read_text()
+        assert "../" not in text, f"{page.name} points outside the repository"
+        for path in set(re.findall(r"`((?:benchmarks|tests|docs|csrc|python|examples|results)/[\w./-]+\.\w+)`", text)):
+            candidates = [root / path, root / "benchmarks" / path]
+            assert any(c.exists() for c in candidates), f"{page.name} names {path}, which does not exist"
