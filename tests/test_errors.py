@@ -180,3 +180,32 @@ def test_device_side_checks_report_what_the_host_checks_report(normalize):
         raised += host is not None
     assert raised == (5 if normalize else 6)  # normalize=True accepts the unnormalised batch
     check_cuda(torch.tensor(good), normalize=normalize)  # no error on a good batch
+
+
+def test_inputs_that_cannot_be_right_are_refused():
+    P = np.full((2, 2, 2), 0.125)
+    with pytest.raises(ValueError, match="must be real"):
+        fastpid.decompose(P.astype(complex))
+    with pytest.raises(ValueError, match="masked array"):
+        fastpid.decompose(np.ma.masked_array(P, mask=np.zeros_like(P, dtype=bool)))
+    with pytest.raises(ValueError, match=r"max_iter must be between 0 and 2,147,483,647"):
+        fastpid.decompose(P, max_iter=10**12)
+    with pytest.raises(ValueError, match="threads"):
+        fastpid.decompose(P, threads=-2)
+
+
+def test_torch_inputs_that_cannot_be_right_are_refused():
+    torch = pytest.importorskip("torch")
+    P = torch.full((2, 2, 2), 0.125, dtype=torch.float64)
+    with pytest.raises(ValueError, match="must be real"):
+        fastpid.decompose(P.to(torch.complex128))
+    with pytest.raises(ValueError, match="meta tensor"):
+        fastpid.decompose(torch.empty((2, 2, 2), device="meta"))
+    with pytest.raises(ValueError, match="torch.func transforms"):
+        torch.func.grad(lambda p: fastpid.decompose(p).synergy)(P)
+    with pytest.raises(ValueError, match="torch.func transforms"):
+        torch.func.vmap(lambda p: fastpid.decompose(p).synergy)(P.expand(3, 2, 2, 2))
+    # what the message recommends works
+    Pg = P.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(fastpid.decompose(Pg).synergy, Pg)
+    assert grad.shape == (2, 2, 2) and torch.isfinite(grad).all()

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -261,10 +263,79 @@ def test_continuous_features_and_reusable_discretiser(rng):
 def test_estimate_input_errors(rng):
     with pytest.raises(ValueError, match="same number of samples"):
         estimate(np.zeros(5, int), np.zeros(4, int), np.zeros(5, int))
-    with pytest.raises(ValueError, match="integer labels"):
-        estimate(np.zeros(5, int), np.zeros(5, int), np.zeros(5))
-    with pytest.raises(ValueError, match="integer codes"):
-        estimate(np.zeros(5), np.zeros(5, int), np.zeros(5, int))
+    with pytest.raises(ValueError, match="not whole numbers"):
+        estimate(np.zeros(5, int), np.zeros(5, int), np.full(5, 0.5))
+    with pytest.raises(ValueError, match=r"x1: 1-D float values .*reshape\(-1, 1\)"):
+        estimate(rng.random(50), np.zeros(50, int), np.zeros(50, int))
+    with pytest.raises(ValueError, match="x2 has a missing or infinite value at sample 3"):
+        estimate(np.zeros(6, int), np.array([0, 1, 0, np.nan, 1, 0]), np.zeros(6, int))
+    with pytest.raises(ValueError, match="y has a missing value .* at sample 1"):
+        estimate(np.zeros(6, int), np.zeros(6, int), np.array(["a", None, "b", "a", "b", "a"], dtype=object))
+    with pytest.raises(ValueError, match="x1 is a masked array"):
+        estimate(np.ma.masked_array(np.zeros(6, int), mask=[0, 1, 0, 0, 0, 0]), np.zeros(6, int), np.zeros(6, int))
+    with pytest.raises(ValueError, match="y must be 1-D"):
+        estimate(np.zeros(6, int), np.zeros(6, int), np.zeros((6, 2), int))
+
+
+def test_estimate_takes_categories_of_any_kind(rng):
+    """Strings, bools, whole-number floats, objects, pandas categoricals and Series, torch
+    tensors: the same histogram, so the same estimate as the integer codes."""
+    n = 600
+    a, b = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    y = (a + b) % 3
+    reference = estimate(a, b, y, warn=False)
+    want, plug_in = reference.values, reference.pid
+    names = np.array(["red", "green", "blue"])
+    cases = [
+        (names[a], b.astype(bool), np.array(["u", "v", "w"])[y]),
+        (a.astype(float), b.astype(np.float32), y.astype(float)),
+        (list(names[a]), list(b), list(y)),
+        (np.array([("k", int(v)) for v in a], dtype=object)[:, 1], b, y.astype(np.int8)),
+    ]
+    pd = pytest.importorskip("pandas")
+    cases.append((pd.Categorical(names[a], categories=["blue", "green", "red", "unused"]), pd.Series(b), pd.Series(y).astype("category")))
+    torch = pytest.importorskip("torch")
+    cases.append((torch.tensor(a), torch.tensor(b), torch.tensor(y)))
+    for x1, x2, labels in cases:
+        got = estimate(x1, x2, labels, warn=False)
+        assert got.joint.shape == (3, 2, 3)
+        # Categories are coded in sorted order, so a histogram can come permuted: the plug-in
+        # PID is the same (to the solver's tol); the corrected values too where the order is kept.
+        same_order = np.array_equal(got.joint, reference.joint)
+        assert same_order or np.isclose(np.sort(got.joint.ravel()), np.sort(reference.joint.ravel())).all()
+        for atom, value in want.items():
+            assert float(getattr(got.pid, atom)) == pytest.approx(float(getattr(plug_in, atom)), abs=1e-6), (type(x1), atom)
+            if same_order:
+                assert got.values[atom] == pytest.approx(value, abs=1e-12), (type(x1), atom)
+
+
+def test_estimate_with_too_few_samples_names_the_minimum(rng):
+    x = rng.integers(0, 2, 4)
+    for n in (1, 2, 3, 4):
+        with pytest.raises(ValueError, match=f"need at least 5 samples for bias_correction='extrapolation', got {n}"):
+            estimate(x[:n], x[:n], x[:n])
+    assert estimate_module.min_samples("extrapolation", 20) == 5
+    assert estimate_module.min_samples("extrapolation", 2) == 8   # the jackknife leaves out half
+    for correction in ("jackknife", None):
+        est = estimate(x[:2], x[:2], x[:2], bias_correction=correction, warn=False)
+        assert est.samples == 2
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        estimate(x[:1], x[:1], x[:1], bias_correction=None)
+    est = estimate(rng.integers(0, 2, 5), rng.integers(0, 2, 5), rng.integers(0, 2, 5), warn=False)
+    assert est.samples == 5 and est.too_few_samples
+
+
+def test_few_samples_warning_never_prints_a_meaningless_ratio():
+    """A plug-in whose resamples agree to the solver's tol (Y = min(X1, X2) of two bits, 47
+    samples: unique1 is 0 in every resample) has a standard error of about 1e-8; the warning
+    said '1033243.5 standard errors' and now says what happened."""
+    x1 = np.array([int(c) for c in "00110011101111011110110010101001101011000011010"])
+    x2 = np.array([int(c) for c in "01111110001001111000000010111000111110100000100"])
+    with pytest.warns(fastpid.FewSamplesWarning) as caught:
+        estimate(x1, x2, np.minimum(x1, x2))
+    text = str(caught[0].message)
+    assert "standard error is 0" in text, text
+    assert not re.search(r"\d{5,}\.\d standard errors", text), text
 
 
 def test_proxies(rng):

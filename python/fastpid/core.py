@@ -76,6 +76,29 @@ def output_bound(stacked, float32: bool):
     return np.where(single.astype(np.float64) < honest, np.nextafter(single, np.float32(np.inf)), single)
 
 
+# The native kernels count iterations in a 32-bit int.
+MAX_ITER_LIMIT = 2**31 - 1
+
+
+def _check_torch_input(P) -> None:
+    """Clear errors for the torch tensors fastpid cannot take: without data (meta, fake), or
+    inside a torch.func transform (grad, vmap, jacrev), which the native op does not support."""
+    import torch
+
+    if torch.compiler.is_compiling():  # traced with fake tensors: the eager call checked the real ones
+        return
+    if P.device.type == "meta":
+        raise ValueError("P is a meta tensor (shape only, no data): fastpid needs the values of P")
+    try:
+        from torch._C._functorch import is_batchedtensor, is_gradtrackingtensor
+    except ImportError:  # pragma: no cover - torch without functorch's internals
+        return
+    if is_batchedtensor(P) or is_gradtrackingtensor(P):
+        raise ValueError("fastpid.decompose does not run inside torch.func transforms (grad, vmap, jacrev): batch the "
+                         "distributions along P's leading axes instead of vmap, and use .backward() or "
+                         "torch.autograd.grad instead of torch.func.grad")
+
+
 def decompose(
     P: Any,
     *,
@@ -135,10 +158,13 @@ def decompose(
     unit, log_base = unit_of(base)
     if not (tol > 0):
         raise ValueError(f"tol must be positive, got {tol!r}")
-    if max_iter is not None and int(max_iter) < 0:
-        raise ValueError(f"max_iter must be >= 0, got {max_iter!r}")
+    if max_iter is not None and not 0 <= int(max_iter) <= MAX_ITER_LIMIT:
+        raise ValueError(f"max_iter must be between 0 and {MAX_ITER_LIMIT:,} (0: the certified start point), got {max_iter!r}")
     threads = threads_of(threads)
+    if np.ma.isMaskedArray(P):
+        raise ValueError("P is a masked array: a masked entry has no probability; fill it (P.filled(0.0)) or drop it first")
     if is_torch(P):
+        _check_torch_input(P)
         return _decompose_torch(P, method, tol * log_base, max_iter, unit, log_base, normalize, return_coupling, threads,
                                 progress)
     flat, batch_shape, kind = as_flat(P)

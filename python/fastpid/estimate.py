@@ -57,6 +57,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ._backend import is_torch
 from .core import decompose
 from .result import ATOMS, PIDResult
 
@@ -115,16 +116,61 @@ class Discretiser:
         return int(self._kmeans.n_clusters) if self._kmeans is not None else self.clusters
 
 
-def _codes(x, discretiser: Optional[Discretiser], clusters, components, seed) -> Tuple[np.ndarray, int, Optional[Discretiser]]:
-    x = np.asarray(x)
-    if x.ndim == 1:
-        if not np.issubdtype(x.dtype, np.integer):
-            raise ValueError("1-D inputs must be integer codes; pass continuous features as (n_samples, dim)")
-        values, codes = np.unique(x, return_inverse=True)
-        return codes.astype(np.int64), len(values), None
+def _category_codes(x, name: str) -> Tuple[np.ndarray, int]:
+    """Per-sample categories (integers, integer-valued floats, bools, strings, pandas
+    categoricals, any hashable objects) -> codes 0..k-1 and k. NaN or None is not a category:
+    it is an error naming the first sample that has it."""
+    values = getattr(x, "array", x)  # a pandas Series: its array (a Categorical keeps its categories)
+    codes = getattr(values, "codes", None)
+    if codes is not None and getattr(values, "categories", None) is not None:  # pandas Categorical
+        codes = np.asarray(codes)
+        if (codes < 0).any():
+            raise ValueError(f"{name} has a missing value (NaN) at sample {int(np.argmax(codes < 0))}")
+        used, codes = np.unique(codes, return_inverse=True)
+        return codes.astype(np.int64), len(used)
+    arr = np.asarray(values)
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        missing = ~np.isfinite(arr)
+        if missing.any():
+            raise ValueError(f"{name} has a missing or infinite value at sample {int(np.argmax(missing))}")
+        if np.any(arr != np.round(arr)):
+            raise ValueError(f"{name}: 1-D float values that are not whole numbers are not categories; pass continuous "
+                             "features as an array of shape (n_samples, dim), e.g. x.reshape(-1, 1), to be clustered")
+    elif arr.dtype == object:
+        missing = [i for i, v in enumerate(arr) if v is None or (isinstance(v, float) and not math.isfinite(v))]
+        if missing:
+            raise ValueError(f"{name} has a missing value (None or NaN) at sample {missing[0]}")
+        try:
+            used, codes = np.unique(arr, return_inverse=True)
+        except TypeError:  # values of mixed types: order them by their text
+            used, codes = np.unique(arr.astype(str), return_inverse=True)
+        return codes.reshape(-1).astype(np.int64), len(used)
+    used, codes = np.unique(arr, return_inverse=True)
+    return codes.reshape(-1).astype(np.int64), len(used)
+
+
+def _codes(x, discretiser: Optional[Discretiser], clusters, components, seed, name) -> Tuple[np.ndarray, int, Optional[Discretiser]]:
+    if np.ndim(getattr(x, "array", x)) == 1 or getattr(x, "categories", None) is not None:
+        codes, k = _category_codes(x, name)
+        return codes, k, None
+    if np.ma.isMaskedArray(x):
+        raise ValueError(f"{name} is a masked array: drop the masked samples first")
     if discretiser is None:
         discretiser = Discretiser(clusters, components, seed).fit(x)
     return discretiser.transform(x), discretiser.n_codes, discretiser
+
+
+def min_samples(bias_correction: Optional[str], groups: int) -> int:
+    """The fewest samples ``estimate`` can work with: 2, and for "extrapolation" enough that
+    every quarter of every jackknife sample (all but one of ``groups`` groups) holds one."""
+    if bias_correction != "extrapolation":
+        return 2
+    n = 2
+    while n - -(-n // min(groups, n)) < 4:  # the smallest jackknife sample, split in quarters
+        n += 1
+    return n
 
 
 def joint_histogram(c1, c2, y, shape) -> np.ndarray:
@@ -322,10 +368,12 @@ def estimate(
     """PID of two sources and a target given as samples, with a bias correction and intervals.
 
     Args:
-        x1, x2: per-sample codes (1-D integer arrays) or continuous features (n_samples, dim),
-            which are discretised with :class:`Discretiser` (``clusters``, ``components``), or
-            with the fitted ``discretisers`` given (to reuse them on new samples).
-        y: integer labels (n_samples,).
+        x1, x2: per-sample categories (1-D: integers, whole-number floats, bools, strings,
+            pandas categoricals or Series, any values that compare) or continuous features
+            (n_samples, dim), which are discretised with :class:`Discretiser` (``clusters``,
+            ``components``), or with the fitted ``discretisers`` given (to reuse them on new
+            samples). numpy arrays, lists, pandas objects or CPU torch tensors.
+        y: labels (n_samples,), categories as for x1.
         bias_correction: ``"extrapolation"`` (default), ``"jackknife"``, ``"bootstrap"``,
             ``"shuffle"`` or None; what each assumes and how it builds its interval is in the
             module documentation.
@@ -341,16 +389,21 @@ def estimate(
         threads, progress: as in :func:`fastpid.decompose`, for each of the batched solves
             (the resamples, jackknife groups and shuffles).
     """
-    y = np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError("y must be a 1-D array of integer labels")
+    for name, x in (("x1", x1), ("x2", x2), ("y", y)):
+        if np.ma.isMaskedArray(x):
+            raise ValueError(f"{name} is a masked array: drop the masked samples first (e.g. x[~x.mask] for each input)")
+    x1, x2, y = (x.detach().cpu().numpy() if is_torch(x) else x for x in (x1, x2, y))
+    if np.ndim(getattr(y, "array", y)) != 1:
+        raise ValueError(f"y must be 1-D, one label per sample, got shape {np.shape(y)}")
     n = len(y)
     if len(x1) != n or len(x2) != n:
         raise ValueError(f"x1, x2 and y must have the same number of samples, got {len(x1)}, {len(x2)}, {n}")
-    if n < 2:
-        raise ValueError(f"need at least 2 samples, got {n}")
     if bias_correction not in CORRECTIONS:
         raise ValueError(f"bias_correction must be one of {CORRECTIONS}, got {bias_correction!r}")
+    fewest = min_samples(bias_correction, groups)
+    if n < fewest:
+        raise ValueError(f"need at least {fewest} samples for bias_correction={bias_correction!r}, got {n}"
+                         + ("; bias_correction='jackknife' or None work from 2" if fewest > 2 else ""))
     if bias_correction == "bootstrap" and bootstrap < 2:
         raise ValueError("bias_correction='bootstrap' needs bootstrap >= 2 resamples")
     if not 0 < confidence < 1:
@@ -358,10 +411,10 @@ def estimate(
     if groups < 2 or repeats < 1 or bootstrap < 0:
         raise ValueError("groups must be >= 2, repeats >= 1 and bootstrap >= 0")
     groups = min(groups, n)
-    c1, n1, d1 = _codes(x1, discretisers[0], clusters, components, seed)
-    c2, n2, d2 = _codes(x2, discretisers[1], clusters, components, seed)
-    labels, cy = np.unique(y, return_inverse=True)
-    shape = (n1, n2, len(labels))
+    c1, n1, d1 = _codes(x1, discretisers[0], clusters, components, seed, "x1")
+    c2, n2, d2 = _codes(x2, discretisers[1], clusters, components, seed, "x2")
+    cy, n_labels = _category_codes(y, "y")
+    shape = (n1, n2, n_labels)
     counts = joint_histogram(c1, c2, cy, shape)
     occupied = int(np.count_nonzero(counts))
     per_cell = n / occupied
@@ -418,15 +471,19 @@ def estimate(
     if plug_se is not None and bias_correction in ("extrapolation", "jackknife", "bootstrap") and per_cell < ASYMPTOTIC_SAMPLES_PER_CELL:
         # corrections under 1e-3 bits do not count (deterministic gates: se 0, correction ~1e-4)
         correction_bits = np.abs(plug - value) * np.log2(base)
-        ratio = np.where(correction_bits > 1e-3, np.abs(plug - value) / np.maximum(plug_se, 1e-300), 0.0)
+        # A standard error at the solver's accuracy (the resamples agree to tol: deterministic
+        # data) makes the ratio meaningless; such a correction counts as large, said in bits only.
+        no_spread = plug_se <= np.maximum(10 * tol, 1e-9 * np.abs(plug))
+        ratio = np.where(correction_bits > 1e-3, np.where(no_spread, np.inf, np.abs(plug - value) / np.maximum(plug_se, 1e-300)), 0.0)
         worst = int(np.argmax(ratio))
         if ratio[worst] > MAX_CORRECTION_IN_SE:
-            reasons.append(f"the bias correction of {ATOMS[worst]} ({plug[worst] - value[worst]:+.3g} {pid.unit}) is "
-                           f"{ratio[worst]:.1f} standard errors of the plug-in, more than {MAX_CORRECTION_IN_SE:g}")
+            what = f"the bias correction of {ATOMS[worst]} ({plug[worst] - value[worst]:+.3g} {pid.unit}) is "
+            reasons.append(what + ("large while the plug-in's standard error is 0 (its resamples agree to the solver's tol)" if no_spread[worst]
+                                   else f"{ratio[worst]:.1f} standard errors of the plug-in, more than {MAX_CORRECTION_IN_SE:g}"))
     too_few = bool(reasons)
     if too_few and warn:
         warnings.warn(
-            f"{n:,} samples over {occupied:,} occupied cells of the {n1}x{n2}x{len(labels)} histogram: {'; '.join(reasons)}. "
+            f"{n:,} samples over {occupied:,} occupied cells of the {n1}x{n2}x{n_labels} histogram: {'; '.join(reasons)}. "
             "The PID estimate is biased and its intervals are not trustworthy; use fewer clusters or more samples.",
             FewSamplesWarning, stacklevel=2)
     if lo is not None:
