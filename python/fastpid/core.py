@@ -161,12 +161,12 @@ def decompose(
     if max_iter is not None and not 0 <= int(max_iter) <= MAX_ITER_LIMIT:
         raise ValueError(f"max_iter must be between 0 and {MAX_ITER_LIMIT:,} (0: the certified start point), got {max_iter!r}")
     threads = threads_of(threads)
-    if np.ma.isMaskedArray(P):
-        raise ValueError("P is a masked array: a masked entry has no probability; fill it (P.filled(0.0)) or drop it first")
     if is_torch(P):
         _check_torch_input(P)
         return _decompose_torch(P, method, tol * log_base, max_iter, unit, log_base, normalize, return_coupling, threads,
                                 progress)
+    if np.ma.isMaskedArray(P):
+        raise ValueError("P is a masked array: a masked entry has no probability; fill it (P.filled(0.0)) or drop it first")
     flat, batch_shape, kind = as_flat(P)
     n1, n2, ny = flat.shape[1:]
     out = solve_batch(flat, method, tol * log_base, max_iter, batch_shape=batch_shape, normalize=normalize,
