@@ -63,7 +63,7 @@ def test_estimate_csv_bad_input_gives_clear_errors(tmp_path, capsys, rng):
     assert main(["estimate", str(path), "--x1", "colour", "--x2", "shape", "--y", "label,size"]) == 2
     assert "--y names one column" in capsys.readouterr().err
     assert main(["estimate", str(path), "--x1", "colour", "--x2", "shape", "--y", "label", "--clusters", "4"]) == 2
-    assert "--clusters needs numeric columns for x1" in capsys.readouterr().err
+    assert "--clusters needs numeric columns: neither --x1 nor --x2" in capsys.readouterr().err
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("a,b,y\n1,2,3\n1,2\n")
     assert main(["estimate", str(ragged), "--x1", "a", "--x2", "b", "--y", "y"]) == 2
