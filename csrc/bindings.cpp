@@ -109,7 +109,7 @@ auto on_threads(void (*kernel)(const double*, Shape, SolverOptions, SolveOutputs
 
 }  // namespace
 
-PYBIND11_MODULE(_C, m) {
+PYBIND11_MODULE(FASTPID_MODULE, m) {
   m.doc() = "fastpid native kernels (CPU, and CUDA when compiled)";
   fastpid::set_stop_poll(python_stop_poll);
   m.def(

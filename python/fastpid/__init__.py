@@ -23,9 +23,15 @@ __version__ = _C.build_info()["version"]
 
 
 def build_info() -> dict:
-    """How the native core was built: ``version``, ``compiler``, ``openmp`` (bool),
-    ``max_threads`` (OpenMP threads available), ``cuda`` (bool) and ``cuda_architectures``."""
-    return dict(_C.build_info())
+    """How the native core was built and which one runs: ``version``, ``compiler``,
+    ``openmp`` (bool), ``max_threads`` (OpenMP threads available), ``cuda`` (bool),
+    ``cuda_architectures``, ``cpu_path`` (the core module this CPU runs: ``native`` for a build
+    tuned to the machine that compiled it; in a portable build ``x86_64_v4`` (AVX-512),
+    ``x86_64_v3`` (AVX2 and FMA), ``x86_64`` or ``baseline``), ``cpu_paths`` (those installed)
+    and ``x86_64_level`` (what this CPU supports: 1, 3 or 4; 0 off x86)."""
+    from . import _cpu
+
+    return dict(_C.build_info(), cpu_path=_C.CPU_PATH, cpu_paths=_C.installed_paths(), x86_64_level=_cpu.x86_64_level())
 
 
 def __getattr__(name):
