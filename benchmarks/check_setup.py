@@ -86,9 +86,10 @@ def run_in_venv(python: str, commands: list, work: Path) -> dict:
     for command in commands:
         began = time.perf_counter()
         done = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=3600)
-        output = (done.stdout + done.stderr).strip().splitlines()
+        noise = ("WARNING: Running pip as", "WARNING: Location ")  # pip's notes about this machine's set-up
         steps.append({"command": command, "rc": done.returncode, "seconds": time.perf_counter() - began,
-                      "tail": [line for line in output if "WARNING: Running pip as" not in line][-8:]})
+                      "tail": done.stdout.strip().splitlines()[-6:],
+                      "stderr_tail": [line for line in done.stderr.strip().splitlines() if not line.startswith(noise)][-4:]})
         if done.returncode:
             break
     torch = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True).returncode == 0

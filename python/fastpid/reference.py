@@ -196,4 +196,125 @@ def decompose_cvxpy(P, *, solver="CLARABEL", formulation="strong", base=2, norma
     )
 
 
-__all__ = ["CompiledProblem", "decompose_cvxpy", "max_conditional_entropy_cvxpy"]
+# --- more than two sources (docs/design.md section 7) ------------------------------------------
+
+def _entropy_nats(p) -> float:
+    p = np.asarray(p, dtype=float).ravel()
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def _conditional_entropy_of(P) -> float:
+    """H_P(Y | all the other axes) in nats; the target is the last axis."""
+    P = np.asarray(P, dtype=float)
+    return _entropy_nats(P) - _entropy_nats(P.sum(-1))
+
+
+def max_union_entropy_cvxpy(P, *, solver="CLARABEL"):
+    """max H_Q(Y | X1..Xk) in nats over the couplings Q with every (Xi, Y) marginal of ``P``
+    (shape (n1, ..., nk, ny), k >= 1), by CVXPY: variables only where every P(xi, y) > 0, one
+    explicit cell mass s(x1..xk) per cell, one exponential cone per entry. For k = 2 this is
+    BROJA's program (:func:`max_conditional_entropy_cvxpy`). Returns ``(value, status)``."""
+    import scipy.sparse as sp
+
+    cp = _cvxpy()
+    P = np.asarray(P, dtype=float)
+    k, ny = P.ndim - 1, P.shape[-1]
+    if k < 1:
+        raise ValueError(f"P must have shape (n1, ..., nk, ny) with k >= 1, got {P.shape}")
+    if k == 1:
+        return _conditional_entropy_of(P), "optimal"  # one source: the coupling is P itself
+    if k == 2 and solver == "CLARABEL":
+        return max_conditional_entropy_cvxpy(P)  # BROJA's, with its fall-backs
+    marginals = [P.sum(axis=tuple(j for j in range(k) if j != i)) for i in range(k)]  # (ni, ny) each
+    allowed = np.ones(P.shape, dtype=bool)
+    for i, m in enumerate(marginals):
+        shape = [1] * k + [ny]
+        shape[i] = P.shape[i]
+        allowed &= (m > 0).reshape(shape)
+    index = np.nonzero(allowed)
+    T = len(index[0])
+    cell_id = np.ravel_multi_index(index[:k], P.shape[:k])
+    cells, cell_of = np.unique(cell_id, return_inverse=True)
+    q = cp.Variable(T, nonneg=True)
+    s = cp.Variable(len(cells), nonneg=True)
+    spread = sp.csr_matrix((np.ones(T), (np.arange(T), cell_of)), shape=(T, len(cells)))
+    constraints = [spread.T @ q == s]
+    for i, m in enumerate(marginals):
+        rows, inverse = np.unique(index[i] * ny + index[k], return_inverse=True)
+        A = sp.csr_matrix((np.ones(T), (inverse, np.arange(T))), shape=(len(rows), T))
+        constraints.append(A @ q == m.ravel()[rows])
+    problem = cp.Problem(cp.Minimize(cp.sum(cp.rel_entr(q, spread @ s))), constraints)
+    status = "not solved"
+    # Clarabel tight, then at its defaults; where it stops short ("optimal_inaccurate", met on
+    # small degenerate programs), ECOS when installed and SCS to high accuracy.
+    attempts = [(solver, dict(CLARABEL_TIGHT) if solver == "CLARABEL" else {}), (solver, {})]
+    if solver == "CLARABEL":
+        attempts += [("ECOS", {"abstol": 1e-10, "reltol": 1e-10, "feastol": 1e-10}), ("SCS", {"eps": 1e-10, "max_iters": 200_000})]
+    for name, options in attempts:
+        if name not in cp.installed_solvers():
+            continue
+        try:
+            problem.solve(solver=name, **options)
+        except cp.error.SolverError:
+            continue
+        status = problem.status
+        if status == "optimal":
+            Q = np.zeros(P.shape)
+            Q[index] = np.clip(q.value, 0.0, None)
+            return _conditional_entropy_of(Q), status
+    return math.nan, "failed: " + status
+
+
+def union_information_cvxpy(P, *, base=2, solver="CLARABEL") -> dict:
+    """The k-source union information of one distribution ``P`` (shape (n1, ..., nk, ny)):
+    ``union`` = H(Y) - max H_Q(Y | X1..Xk), ``synergy`` = I(X1..Xk; Y) - union, ``mi_joint`` =
+    I(X1..Xk; Y), and ``status``, in the unit of ``base``. For k = 2, union = R + U1 + U2."""
+    _, log_base = unit_of(base)
+    P = np.asarray(P, dtype=float)
+    value, status = max_union_entropy_cvxpy(P, solver=solver)
+    entropy_y = _entropy_nats(P.sum(axis=tuple(range(P.ndim - 1))))
+    mi = entropy_y - _conditional_entropy_of(P)
+    union = entropy_y - value
+    return {"union": union / log_base, "synergy": (mi - union) / log_base, "mi_joint": mi / log_base, "status": status}
+
+
+# The eight terms of the trivariate decomposition, with MAXENT3D_PID's names.
+TERMS3 = {"synergy": "CI", "redundancy": "SI", "unique1": "UIX", "unique2": "UIY", "unique3": "UIZ",
+          "shared12": "UIXY", "shared13": "UIXZ", "shared23": "UIYZ"}
+
+
+def decompose3_cvxpy(P, *, base=2, solver="CLARABEL") -> dict:
+    """The trivariate maximum-entropy decomposition (Chicharro 2017) of one distribution ``P``
+    of shape (n1, n2, n3, ny), by CVXPY: the eight terms of :data:`TERMS3`, ``mi_joint``, and
+    ``status`` ("optimal" when all four programs were solved). From the 3-source union problem
+    and BROJA's problem on each pair's marginal (docs/design.md section 7)."""
+    _, log_base = unit_of(base)
+    P = np.asarray(P, dtype=float)
+    if P.ndim != 4:
+        raise ValueError(f"P must have shape (n1, n2, n3, ny), got {P.shape}")
+    h123, status = max_union_entropy_cvxpy(P, solver=solver)
+    statuses = [status]
+    pair = {}
+    for (i, j), drop in (((0, 1), 2), ((0, 2), 1), ((1, 2), 0)):
+        pair[(i, j)], status = max_union_entropy_cvxpy(P.sum(axis=drop), solver=solver)
+        statuses.append(status)
+    single = {i: _conditional_entropy_of(P.sum(axis=tuple(a for a in range(3) if a != i))) for i in range(3)}
+    h_all = _conditional_entropy_of(P)
+    mi = _entropy_nats(P.sum(axis=(0, 1, 2))) - h_all
+    terms = {
+        "synergy": h123 - h_all,
+        "unique1": pair[(1, 2)] - h123, "unique2": pair[(0, 2)] - h123, "unique3": pair[(0, 1)] - h123,
+        "shared12": h123 + single[2] - pair[(0, 2)] - pair[(1, 2)],
+        "shared13": h123 + single[1] - pair[(0, 1)] - pair[(1, 2)],
+        "shared23": h123 + single[0] - pair[(0, 1)] - pair[(0, 2)],
+    }
+    terms["redundancy"] = mi - sum(terms.values())
+    out = {name: value / log_base for name, value in terms.items()}
+    out["mi_joint"] = mi / log_base
+    out["status"] = "optimal" if all(s == "optimal" for s in statuses) else "; ".join(statuses)
+    return out
+
+
+__all__ = ["CompiledProblem", "TERMS3", "decompose3_cvxpy", "decompose_cvxpy", "max_conditional_entropy_cvxpy",
+           "max_union_entropy_cvxpy", "union_information_cvxpy"]
