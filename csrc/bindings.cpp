@@ -193,6 +193,40 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       py::arg("P"), py::arg("threads") = 0,
       "I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) in nats (batch, 4) of every distribution in P (batch, n1, n2, ny).");
   m.def(
+      "union_cpu",
+      [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P, double tol, int max_iter, int threads) {
+        if (P.ndim() < 4) throw std::invalid_argument("expected an array of shape (batch, n1, ..., nk, ny) with k >= 2");
+        std::vector<int> dims;
+        for (int a = 1; a < P.ndim(); ++a) dims.push_back(int(P.shape(a)));
+        const int64_t batch = P.shape(0);
+        py::array_t<double> value(batch), bound(batch);
+        py::array_t<uint8_t> converged(batch);
+        py::array_t<int32_t> iterations(batch);
+        double *v = value.mutable_data(), *b = bound.mutable_data();
+        uint8_t* c = converged.mutable_data();
+        int32_t* it = iterations.mutable_data();
+        const double* p = P.data();
+        bool interrupted = false;
+        {
+          py::gil_scoped_release release;
+          try {
+            fastpid::union_cpu(p, batch, dims, tol, max_iter, v, b, c, it, threads);
+          } catch (const fastpid::Interrupted&) {
+            interrupted = true;
+          }
+        }
+        if (interrupted) raise_interruption();
+        py::dict result;
+        result["value"] = value;
+        result["bound"] = bound;
+        result["converged"] = converged.attr("astype")("bool");
+        result["iterations"] = iterations;
+        return result;
+      },
+      py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("threads") = 0,
+      "The k-source union problem of every distribution in P (batch, n1, ..., nk, ny), normalised: max H_Q(Y | X1..Xk) "
+      "in nats of a feasible coupling, its certified bound, converged and Newton steps; tol in nats.");
+  m.def(
       "input_totals",
       [](const Array& P) {
         if (P.ndim() < 1) throw std::invalid_argument("input_totals: expected an array of shape (batch, ...)");

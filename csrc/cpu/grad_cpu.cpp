@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fastpid/pid.hpp"
+#include "marginals.hpp"
 #include "run_control.hpp"
 
 #ifdef FASTPID_WITH_OPENMP
@@ -49,28 +50,17 @@ void pid_grad_cpu(const double* grad_value, const double* grad_informations, con
 #endif
   {
     // log P(x1, y), log P(x2, y), log P(x1, x2), log P(y), log P(x1), log P(x2) of p = P / total.
-    std::vector<double> m(size_t(n1) * ny + size_t(n2) * ny + size_t(n1) * n2 + ny + n1 + n2);
-    double* x1y = m.data();
-    double* x2y = x1y + int64_t(n1) * ny;
-    double* x12 = x2y + int64_t(n2) * ny;
-    double* py = x12 + int64_t(n1) * n2;
-    double* px1 = py + ny;
-    double* px2 = px1 + n1;
+    Marginals marginals(n1, n2, ny);
+    std::vector<double>& m = marginals.all;
+    const double *x1y = marginals.x1y, *x2y = marginals.x2y, *x12 = marginals.x12, *py = marginals.py,
+                 *px1 = marginals.px1, *px2 = marginals.px2;
 #ifdef FASTPID_WITH_OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t b = 0; b < shape.batch; ++b) {
       const double* p = P + b * per;
       double* out = grad_P + b * per;
-      std::fill(m.begin(), m.end(), 0.0);
-      double total = 0;
-      for (int x1 = 0; x1 < n1; ++x1)
-        for (int x2 = 0; x2 < n2; ++x2)
-          for (int y = 0; y < ny; ++y) {
-            const double v = p[(int64_t(x1) * n2 + x2) * ny + y];
-            x1y[int64_t(x1) * ny + y] += v, x2y[int64_t(x2) * ny + y] += v, x12[int64_t(x1) * n2 + x2] += v;
-            py[y] += v, px1[x1] += v, px2[x2] += v, total += v;
-          }
+      const double total = marginals.fill(p);
       const double inv = 1.0 / total, log_total = simd_log(total);
       for (double& v : m) v = v > 0 ? simd_log(v) - log_total : 0.0;  // logs of the normalised marginals
       const double gv = grad_value[b];

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fastpid/pid.hpp"
+#include "marginals.hpp"
 #include "run_control.hpp"
 
 #ifdef FASTPID_WITH_OPENMP
@@ -35,38 +36,15 @@ void informations_cpu(const double* P, Shape shape, double* out, int num_threads
 #pragma omp parallel num_threads(num_threads)
 #endif
   {
-    // Marginals, contiguous: P(x1, y), P(x2, y), P(x1, x2), P(y), P(x1), P(x2).
-    std::vector<double> m(size_t(n1) * ny + size_t(n2) * ny + size_t(n1) * n2 + ny + n1 + n2);
-    double* x1y = m.data();
-    double* x2y = x1y + int64_t(n1) * ny;
-    double* x12 = x2y + int64_t(n2) * ny;
-    double* py = x12 + int64_t(n1) * n2;
-    double* px1 = py + ny;
-    double* px2 = px1 + n1;
+    Marginals marginals(n1, n2, ny);
+    const double *x1y = marginals.x1y, *x2y = marginals.x2y, *x12 = marginals.x12, *py = marginals.py,
+                 *px1 = marginals.px1, *px2 = marginals.px2;
 #ifdef FASTPID_WITH_OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t b = 0; b < shape.batch; ++b) {
       const double* p = P + b * per;
-      std::fill(m.begin(), m.end(), 0.0);
-      for (int x1 = 0; x1 < n1; ++x1)
-        for (int x2 = 0; x2 < n2; ++x2) {
-          const double* row = p + (int64_t(x1) * n2 + x2) * ny;
-          double* a = x1y + int64_t(x1) * ny;
-          double* c = x2y + int64_t(x2) * ny;
-          double cell = 0;
-#pragma omp simd reduction(+ : cell)
-          for (int y = 0; y < ny; ++y) {
-            a[y] += row[y];
-            c[y] += row[y];
-            cell += row[y];
-          }
-          x12[int64_t(x1) * n2 + x2] = cell;
-        }
-      for (int x1 = 0; x1 < n1; ++x1)
-        for (int y = 0; y < ny; ++y) px1[x1] += x1y[int64_t(x1) * ny + y], py[y] += x1y[int64_t(x1) * ny + y];
-      for (int x2 = 0; x2 < n2; ++x2)
-        for (int y = 0; y < ny; ++y) px2[x2] += x2y[int64_t(x2) * ny + y];
+      marginals.fill(p);
       const double h_y = entropy_of(py, ny), h_xyz = entropy_of(p, per);
       double* o = out + 4 * b;
       o[0] = entropy_of(px1, n1) + h_y - entropy_of(x1y, int64_t(n1) * ny);   // I(X1;Y)

@@ -8,6 +8,7 @@
 // its error, taken from a feasible coupling (upper value) and a feasible dual point.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "fastpid/elementary.hpp"
 
@@ -127,6 +128,13 @@ void value_grad_grid_cpu(const double* grad_value, const double* P, const double
 
 // Per distribution, in nats: I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) into out[4 b .. 4 b + 3].
 void informations_cpu(const double* P, Shape shape, double* out, int num_threads);
+
+// The k-source union problem (union_cpu.cpp) for a batch of distributions of shape dims =
+// (n1, ..., nk, ny), k >= 2, normalised: per distribution, max H_Q(Y | X1..Xk) in nats of a
+// feasible coupling (value), its certified gap to the optimum (bound), whether that reached
+// tol, and the Newton steps taken.
+void union_cpu(const double* P, int64_t batch, const std::vector<int>& dims, double tol, int max_iter, double* value,
+               double* bound, uint8_t* converged, int32_t* iterations, int num_threads);
 
 // Per distribution (batch rows of `per` entries): its total and whether it has a NaN or
 // infinite entry and a negative entry: the passes over the data that the input checks need
