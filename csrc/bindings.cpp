@@ -197,12 +197,14 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P, double tol, int max_iter, int threads) {
         if (P.ndim() < 4) throw std::invalid_argument("expected an array of shape (batch, n1, ..., nk, ny) with k >= 2");
         std::vector<int> dims;
+        int full = 0;
         for (int a = 1; a < P.ndim(); ++a) dims.push_back(int(P.shape(a)));
+        for (size_t a = 0; a + 1 < dims.size(); ++a) full += dims[a] * dims.back();
         const int64_t batch = P.shape(0);
-        py::array_t<double> value(batch), bound(batch);
+        py::array_t<double> value(batch), bound(batch), dual({batch, int64_t(full)});
         py::array_t<uint8_t> converged(batch);
         py::array_t<int32_t> iterations(batch);
-        double *v = value.mutable_data(), *b = bound.mutable_data();
+        double *v = value.mutable_data(), *b = bound.mutable_data(), *d = dual.mutable_data();
         uint8_t* c = converged.mutable_data();
         int32_t* it = iterations.mutable_data();
         const double* p = P.data();
@@ -210,7 +212,7 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
         {
           py::gil_scoped_release release;
           try {
-            fastpid::union_cpu(p, batch, dims, tol, max_iter, v, b, c, it, threads);
+            fastpid::union_cpu(p, batch, dims, tol, max_iter, v, b, c, it, d, threads);
           } catch (const fastpid::Interrupted&) {
             interrupted = true;
           }
@@ -221,11 +223,13 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
         result["bound"] = bound;
         result["converged"] = converged.attr("astype")("bool");
         result["iterations"] = iterations;
+        result["dual"] = dual;
         return result;
       },
       py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("threads") = 0,
       "The k-source union problem of every distribution in P (batch, n1, ..., nk, ny), normalised: max H_Q(Y | X1..Xk) "
-      "in nats of a feasible coupling, its certified bound, converged and Newton steps; tol in nats.");
+      "in nats of a feasible coupling, its certified bound, converged, the iterations and the dual point (batch, "
+      "sum_i ni * ny; -inf where left out); tol in nats.");
   m.def(
       "input_totals",
       [](const Array& P) {

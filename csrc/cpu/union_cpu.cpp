@@ -1,27 +1,39 @@
 // The k-source union problem, max H_Q(Y | X1..Xk) over the couplings Q with every (Xi, Y)
 // marginal of P (docs/design.md section 7), for a batch of distributions of shape
-// (n1, ..., nk, ny), on the CPU: one distribution per OpenMP thread.
+// (n1, ..., nk, ny), on the CPU: one distribution per OpenMP thread. (CPU only: the team/CUDA
+// form of the bivariate solvers is still to come.)
 //
-// The method: a log-barrier method on the dual
-//     max  sum_i <alpha_i, P(xi, y)>   s.t.  g_x(alpha) = logsumexp_y sum_i alpha_i(xi, y) <= 0  (every cell x)
-// with Newton's method for each centring (the Hessian is dense of order ny * sum_i ni, less the
-// gauge: one alpha_i(xi*, y) per source after the first and label held at 0), a step kept
-// inside the cells' constraints by backtracking, and t multiplied by kGrowth after each
-// centring. (A first version, CPU only: the team/CUDA form of the bivariate solvers is to come.) Entries (x, y) with P(xi, y) = 0 for some i carry no mass in any feasible Q and are
-// left out, as their alpha is minus infinity.
+// The method: a primal-dual interior-point method, as the bivariate "exact" (exact.hpp) is for
+// k = 2. The dual
+//     max  -sum_i <alpha_i, P(xi, y)>   s.t.  g_x(alpha) = logsumexp_y sum_i alpha_i(xi, y) <= 0  (every cell x)
+// has the cell masses m_x as its multipliers, Q(x, y) = m_x softmax_y(...), and the KKT system
+//     sum_x m_x E_x pi_x = P's marginals,   m_x s_x = mu,   s_x = -g_x > 0
+// (E_x places a label's weight on the k alphas of cell x). Eliminating the masses leaves a
+// dense system in the alphas of order ny * sum_i ni, less the gauge (one alpha_i(xi*, y) per
+// source after the first and label held at 0; the marginal equations it drops are implied by
+// the others):
+//     sum_x E_x Z_x E_x^T dalpha = P - sum_x E_x pi_x (sigma mu - corr_x) / s_x,
+//     Z_x = m_x diag(pi_x) + (m_x / s_x - m_x) pi_x pi_x^T,
+// solved by Cholesky for Mehrotra's predictor and corrector. The alphas move by the longest
+// step that keeps every cell's constraint strictly satisfied (by backtracking on the exact g),
+// the masses by the fraction-to-boundary rule. Entries (x, y) with P(xi, y) = 0 for some i carry
+// no mass in any feasible Q and are left out, as their alpha is minus infinity.
 //
-// Every centring ends with the certificate, as in the bivariate solvers: the coupling
-// Q(x, y) = m(x) softmax_y(...) with the barrier's multipliers m(x) = 1 / (t (-g_x)) is rounded
-// exactly onto the k marginals (per label: each marginal scaled down to at most its target in
-// turn, then the product of the k deficits divided by the deficit mass to the power k - 1 added:
-// the multi-marginal rounding of Lin, Ho, Cuturi and Jordan, 2019), which makes it feasible; the
+// The start is the conditionally independent coupling Q(x, y) = prod_i P(xi, y) / P(y)^(k-1),
+// which meets every marginal: the alphas are its log-conditionals, lowered per value of the
+// first source until each cell's constraint holds with a slack of at least 1.
+//
+// Every iterate is certified, as in the bivariate solvers: the coupling m pi is rounded exactly
+// onto the k marginals (per label: each marginal scaled down to at most its target in turn,
+// then the product of the k deficits divided by the deficit mass to the power k - 1 added: the
+// multi-marginal rounding of Lin, Ho, Cuturi and Jordan, 2019), which makes it feasible; the
 // dual point is feasible throughout, and each source's alphas are raised until the tightest of
 // their cells is active. The gap between -sum Q log Q(y|x) of the first and the dual value of
 // the second bounds the error of the optimum: the distribution stops once it is below tol.
 #include <algorithm>
-#include <cstdio>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <vector>
 
@@ -35,16 +47,18 @@
 namespace fastpid {
 namespace {
 
-// t's factor between centrings. Measured: with 8 the centrings of a sparse 20x20x20x4 histogram
-// (10,000 samples) ran into kNewtonPerCentring and the run ended 0.013 nats short; with 2 it
-// converges (260 steps). Small dense inputs then take 3 to 10 times the steps of 8 and stop near
-// 1e-9 to 4e-7 nats when asked for 1e-10 (the barrier's multipliers 1 / (t (-g)), from which the
-// coupling is built, lose digits as t grows): a primal-dual method with the cell masses as
-// variables, as the bivariate "exact", is the next step.
-constexpr double kGrowth = 2.0;
-constexpr double kCentred = 1e-7;        // Newton decrement^2 / 2 that ends a centring
-constexpr int kNewtonPerCentring = 60;   // a cap; 5 to 15 is typical
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr double kBoundary = 0.99;   // fraction-to-boundary of the masses' and slacks' steps
+constexpr double kStartSlack = 1.0;  // the start's smallest cell slack
+constexpr double kMaxDualMove = 2.0;  // nats per iteration, for any alpha (see step)
+// Centring targets stay above kMuFloor * tol / cells: with deterministic targets the dual's
+// supremum is approached only as some alphas fall without bound, a few nats per iteration,
+// while Mehrotra's sigma would take mu down 100-fold per iteration; the Newton matrix (m / s
+// terms) then loses every digit before the alphas get there (traced on Y = min(X1, X2, X3):
+// mu 1e-24, marginal residuals growing from 1e-5 to 0.2, 200 iterations 1.8e-7 nats short).
+constexpr double kMuFloor = 1e-3;
+constexpr double kRecentreStep = 1e-1;  // steps below this recentre the cell masses (see step)
+constexpr int kRecentreMax = 3;         // at most this many times per distribution
 
 struct Problem {
   int k, ny;
@@ -55,20 +69,22 @@ struct Problem {
   int full;                      // sum_i ni * ny
 };
 
-// Cholesky of the dense SPD matrix a (order m, row-major), in place (lower); false if not SPD.
+// Cholesky of the dense SPD matrix a (order m, row-major), in place (lower); false if a pivot
+// is not positive.
 bool cholesky(std::vector<double>& a, int m) {
   for (int j = 0; j < m; ++j) {
-    double d = a[int64_t(j) * m + j];
-    for (int p = 0; p < j; ++p) d -= a[int64_t(j) * m + p] * a[int64_t(j) * m + p];
+    double* rj = &a[int64_t(j) * m];
+    double d = rj[j];
+    for (int p = 0; p < j; ++p) d -= rj[p] * rj[p];
     if (!(d > 0)) return false;
     d = std::sqrt(d);
-    a[int64_t(j) * m + j] = d;
+    rj[j] = d;
+    const double inv = 1.0 / d;
     for (int i = j + 1; i < m; ++i) {
-      double s = a[int64_t(i) * m + j];
-      const double* ri = &a[int64_t(i) * m];
-      const double* rj = &a[int64_t(j) * m];
+      double* ri = &a[int64_t(i) * m];
+      double s = ri[j];
       for (int p = 0; p < j; ++p) s -= ri[p] * rj[p];
-      a[int64_t(i) * m + j] = s / d;
+      ri[j] = s * inv;
     }
   }
   return true;
@@ -76,9 +92,10 @@ bool cholesky(std::vector<double>& a, int m) {
 
 void cholesky_solve(const std::vector<double>& l, int m, std::vector<double>& b) {
   for (int i = 0; i < m; ++i) {
+    const double* ri = &l[int64_t(i) * m];
     double s = b[i];
-    for (int p = 0; p < i; ++p) s -= l[int64_t(i) * m + p] * b[p];
-    b[i] = s / l[int64_t(i) * m + i];
+    for (int p = 0; p < i; ++p) s -= ri[p] * b[p];
+    b[i] = s / ri[i];
   }
   for (int i = m - 1; i >= 0; --i) {
     double s = b[i];
@@ -89,255 +106,398 @@ void cholesky_solve(const std::vector<double>& l, int m, std::vector<double>& b)
 
 class UnionSolver {
  public:
-  UnionSolver(const Problem& pr, const double* p) : pr_(pr), p_(p) {
-    const int ny = pr.ny;
+  UnionSolver(const Problem& pr, const double* p) : pr_(pr), k_(pr.k), ny_(pr.ny) {
+    const int ny = ny_;
     marg_.assign(pr.full, 0.0);
+    pos_.resize(pr.cells * k_);
     for (int64_t c = 0; c < pr.cells; ++c)
-      for (int i = 0; i < pr.k; ++i) {
+      for (int i = 0; i < k_; ++i) {
         const int xi = int((c / pr.stride[i]) % pr.n[i]);
-        for (int y = 0; y < ny; ++y) marg_[pr.offset[i] + int64_t(xi) * ny + y] += p[c * ny + y];
+        pos_[c * k_ + i] = pr.offset[i] + xi * ny;
+        for (int y = 0; y < ny; ++y) marg_[pos_[c * k_ + i] + y] += p[c * ny + y];
       }
+    py_.assign(ny, 0.0);
+    for (int x = 0; x < pr.n[0]; ++x)
+      for (int y = 0; y < ny; ++y) py_[y] += marg_[x * ny + y];
     // variables: the alphas with P(xi, y) > 0, less one per (source > 0, label) for the gauge
     index_.assign(pr.full, -1);
+    pinned_.assign(int64_t(k_) * ny, -1);
     int m = 0;
-    for (int i = 0; i < pr.k; ++i)
+    for (int i = 0; i < k_; ++i)
       for (int y = 0; y < ny; ++y) {
         int pinned = -1;
         if (i > 0) {  // the value of xi with the most mass at y holds alpha_i(., y) at 0
           double best = 0;
           for (int xi = 0; xi < pr.n[i]; ++xi)
-            if (marg_[pr.offset[i] + int64_t(xi) * ny + y] > best) best = marg_[pr.offset[i] + int64_t(xi) * ny + y], pinned = xi;
+            if (marg_[pr.offset[i] + xi * ny + y] > best) best = marg_[pr.offset[i] + xi * ny + y], pinned = xi;
         }
+        pinned_[i * ny + y] = pinned;
         for (int xi = 0; xi < pr.n[i]; ++xi)
-          if (marg_[pr.offset[i] + int64_t(xi) * ny + y] > 0 && xi != pinned) index_[pr.offset[i] + int64_t(xi) * ny + y] = m++;
+          if (marg_[pr.offset[i] + xi * ny + y] > 0 && xi != pinned) index_[pr.offset[i] + xi * ny + y] = m++;
       }
     m_ = m;
-    // alpha: 0 where allowed (pinned ones too), -inf elsewhere; source 0 starts low enough
-    // that every cell is strictly feasible
-    alpha_.assign(pr.full, kNegInf);
-    for (int v = 0; v < pr.full; ++v)
-      if (marg_[v] > 0) alpha_[v] = 0.0;
-    for (int x = 0; x < pr.n[0] * ny; ++x)
-      if (marg_[pr.offset[0] + x] > 0) alpha_[pr.offset[0] + x] = -std::log(double(ny)) - 1.0;
-    g_.assign(pr.cells, 0.0);
+    g_.assign(pr.cells, kNegInf);
+    g_work_.assign(pr.cells, kNegInf);
     soft_.assign(pr.cells * ny, 0.0);
+    soft_work_.assign(pr.cells * ny, 0.0);
+    start();
   }
 
-  // the dual objective sum_i <alpha_i, P_i> (over allowed entries)
-  double dual_value(const std::vector<double>& a) const {
-    double s = 0;
-    for (int v = 0; v < pr_.full; ++v)
-      if (marg_[v] > 0) s += a[v] * marg_[v];
-    return s;
+  int order() const { return m_; }
+
+  // Iterates until the certified gap is below tol or max_iter iterations; returns the best
+  // certificate (value, bound, in nats), the iterations and the raised dual point.
+  void run(double tol, int max_iter, double* value, double* bound, int* iterations, double* dual) {
+    int64_t active = 0;
+    for (int64_t c = 0; c < pr_.cells; ++c) active += g_[c] != kNegInf;
+    mu_floor_ = active ? kMuFloor * tol / double(active) : 0.0;
+    double best_value = std::numeric_limits<double>::quiet_NaN(), best_bound = std::numeric_limits<double>::infinity();
+    std::vector<double> best_dual;
+    int it = 0;
+    for (;; ++it) {
+      double entropy, upper;
+      certify(&entropy, &upper);
+      const double gap = std::max(0.0, upper - entropy);
+#ifdef FASTPID_UNION_TRACE
+      std::fprintf(stderr, "it %d mu %.3g entropy %.14f upper %.14f gap %.3g\n", it, mu(), entropy, upper, gap);
+#endif
+      if (gap < best_bound) {
+        best_bound = gap, best_value = entropy;
+        if (dual) best_dual = raised_;
+      }
+      if (best_bound <= tol || it >= max_iter || !step()) break;
+    }
+    *value = best_value;
+    *bound = best_bound;
+    *iterations = it;
+    if (dual)
+      for (int v = 0; v < pr_.full; ++v) dual[v] = best_dual.empty() ? raised_[v] : best_dual[v];
   }
 
-  // g_x and softmax_x for every cell (the cells with no allowed label get g = -inf); with
-  // `feasible_only`, false at the first cell with g >= 0 (the dual raise reads g of any point)
-  bool evaluate(const std::vector<double>& a, bool feasible_only = true) {
-    const int ny = pr_.ny;
-    std::vector<double> z(ny);
+ private:
+  // g_x and softmax_x of every cell at a (cells with no allowed label keep g = -inf); with
+  // `feasible_only`, false at the first cell with g >= 0
+  bool evaluate(const std::vector<double>& a, bool feasible_only, std::vector<double>& g, std::vector<double>& soft) const {
+    const int ny = ny_;
+    double z[64];
+    std::vector<double> zs(ny > 64 ? ny : 0);
+    double* zz = ny > 64 ? zs.data() : z;
     for (int64_t c = 0; c < pr_.cells; ++c) {
+      const int* pc = &pos_[c * k_];
       double top = kNegInf;
       for (int y = 0; y < ny; ++y) {
         double s = 0;
-        for (int i = 0; i < pr_.k && s != kNegInf; ++i) {
-          const int xi = int((c / pr_.stride[i]) % pr_.n[i]);
-          s += a[pr_.offset[i] + int64_t(xi) * ny + y];
-        }
-        z[y] = s;
+        for (int i = 0; i < k_; ++i) s += a[pc[i] + y];
+        zz[y] = s;  // -inf where an entry is left out
         top = std::max(top, s);
       }
       if (top == kNegInf) {
-        g_[c] = kNegInf;
+        g[c] = kNegInf;
         continue;
       }
       double sum = 0;
-      for (int y = 0; y < ny; ++y) sum += (soft_[c * ny + y] = z[y] == kNegInf ? 0.0 : std::exp(z[y] - top));
-      for (int y = 0; y < ny; ++y) soft_[c * ny + y] /= sum;
-      g_[c] = top + std::log(sum);
-      if (feasible_only && !(g_[c] < 0)) return false;
+      double* sc = &soft[c * ny];
+      for (int y = 0; y < ny; ++y) sum += (sc[y] = std::exp(zz[y] - top));
+      const double inv = 1.0 / sum;
+      for (int y = 0; y < ny; ++y) sc[y] *= inv;
+      g[c] = top + std::log(sum);
+      if (feasible_only && !(g[c] < 0)) return false;
     }
     return true;
   }
 
-  // F_t = -t D - sum log(-g) at the last evaluate()
-  double barrier(double t, const std::vector<double>& a) const {
-    double f = -t * dual_value(a);
+  double mu() const {
+    double total = 0;
+    int64_t active = 0;
     for (int64_t c = 0; c < pr_.cells; ++c)
-      if (g_[c] != kNegInf) f -= std::log(-g_[c]);
-    return f;
+      if (g_[c] != kNegInf) total += m_cell_[c] * s_cell_[c], ++active;
+    return active ? total / double(active) : 0.0;
   }
 
-  // One centring at t; returns the Newton steps taken.
-  int centre(double t) {
-    const int ny = pr_.ny, m = m_;
-    std::vector<double> hess, grad(m), step(m), trial(pr_.full);
-    int steps = 0;
-    evaluate(alpha_);
-    for (; steps < kNewtonPerCentring; ++steps) {
-      hess.assign(int64_t(m) * m, 0.0);
-      std::fill(grad.begin(), grad.end(), 0.0);
-      for (int v = 0; v < pr_.full; ++v)
-        if (index_[v] >= 0) grad[index_[v]] = -t * marg_[v];
-      std::vector<int> vars(int64_t(pr_.k) * ny);
-      for (int64_t c = 0; c < pr_.cells; ++c) {
-        if (g_[c] == kNegInf) continue;
-        const double s = -g_[c];
-        const double* pi = &soft_[c * ny];
-        for (int i = 0; i < pr_.k; ++i) {
-          const int xi = int((c / pr_.stride[i]) % pr_.n[i]);
-          for (int y = 0; y < ny; ++y) vars[i * ny + y] = index_[pr_.offset[i] + int64_t(xi) * ny + y];
+  // The conditionally independent coupling and its log-conditionals (see the file's comment).
+  void start() {
+    const int ny = ny_;
+    alpha_.assign(pr_.full, kNegInf);
+    for (int i = 0; i < k_; ++i)
+      for (int x = 0; x < pr_.n[i]; ++x)
+        for (int y = 0; y < ny; ++y) {
+          const int v = pr_.offset[i] + x * ny + y;
+          if (marg_[v] > 0) alpha_[v] = std::log(marg_[v]) - (i == 0 ? (k_ - 1) * std::log(py_[y]) : 0.0);
         }
-        // d(-log s) = grad g / s; d2 = grad g grad g^T / s^2 + Hess g / s, Hess g = diag(pi) - pi pi^T
-        const double outer = 1.0 / (s * s) - 1.0 / s;
-        for (int i = 0; i < pr_.k; ++i)
-          for (int y = 0; y < ny; ++y) {
-            const int r = vars[i * ny + y];
-            if (r < 0 || pi[y] == 0) continue;
-            grad[r] += pi[y] / s;
-            double* row = &hess[int64_t(r) * m];
-            for (int j = 0; j < pr_.k; ++j)
-              for (int y2 = 0; y2 < ny; ++y2) {
-                const int col = vars[j * ny + y2];
-                if (col < 0) continue;
-                row[col] += pi[y] * pi[y2] * outer + (y == y2 ? pi[y] / s : 0.0);
-              }
-          }
+    // the gauge: source i > 0's alphas at label y shifted so that the pinned one is 0, source
+    // 0's the other way, which leaves every cell's sum unchanged
+    for (int i = 1; i < k_; ++i)
+      for (int y = 0; y < ny; ++y) {
+        const int pinned = pinned_[i * ny + y];
+        if (pinned < 0) continue;
+        const double shift = alpha_[pr_.offset[i] + pinned * ny + y];
+        for (int x = 0; x < pr_.n[i]; ++x)
+          if (alpha_[pr_.offset[i] + x * ny + y] != kNegInf) alpha_[pr_.offset[i] + x * ny + y] -= shift;
+        for (int x = 0; x < pr_.n[0]; ++x)
+          if (alpha_[x * ny + y] != kNegInf) alpha_[x * ny + y] += shift;
       }
-      // Late centrings mix 1/s^2 of cells near their bound with O(1) terms: where rounding
-      // makes the factorisation fail, a relative shift of the diagonal (a damped Newton step)
-      // is tried, growing tenfold, before the run stops with its best certificate.
-      std::vector<double> diagonal(m);
-      for (int r = 0; r < m; ++r) diagonal[r] = hess[int64_t(r) * m + r];
-      std::vector<double> saved = hess;
-      bool factored = cholesky(hess, m);
-      for (double shift = 1e-14; !factored && shift <= 1e-6; shift *= 10) {
-        hess = saved;
-        for (int r = 0; r < m; ++r) hess[int64_t(r) * m + r] += shift * diagonal[r] + 1e-300;
-        factored = cholesky(hess, m);
-      }
-      if (!factored) return -1;
-      for (int r = 0; r < m; ++r) step[r] = -grad[r];
-      cholesky_solve(hess, m, step);
-      double decrement = 0;
-      for (int r = 0; r < m; ++r) decrement -= grad[r] * step[r];
-      if (decrement / 2 < kCentred) break;
-      // backtracking: feasible, then sufficient decrease
-      const double f0 = barrier(t, alpha_);
-      double length = 1.0;
-      bool moved = false;
-      for (int tries = 0; tries < 60; ++tries, length *= 0.5) {
-        trial = alpha_;
-        for (int v = 0; v < pr_.full; ++v)
-          if (index_[v] >= 0) trial[v] += length * step[index_[v]];
-        if (!evaluate(trial)) continue;
-        if (barrier(t, trial) <= f0 - 0.25 * length * decrement) {
-          alpha_.swap(trial);
-          moved = true;
-          break;
-        }
-      }
-      if (!moved) {
-        evaluate(alpha_);
-        break;
-      }
-    }
-    evaluate(alpha_);
-    return steps;
+    // here g_x = log of the coupling's cell mass; lower source 0's alphas per value until
+    // every cell's slack is at least kStartSlack
+    evaluate(alpha_, false, g_, soft_);
+    m_cell_.assign(pr_.cells, 0.0);
+    for (int64_t c = 0; c < pr_.cells; ++c)
+      if (g_[c] != kNegInf) m_cell_[c] = std::exp(g_[c]);
+    lower_to_slack(alpha_, kStartSlack);
+    evaluate(alpha_, false, g_, soft_);
+    s_cell_.assign(pr_.cells, 0.0);
+    for (int64_t c = 0; c < pr_.cells; ++c)
+      if (g_[c] != kNegInf) s_cell_[c] = -g_[c];
   }
 
-  // The certificate at t: (feasible coupling's max-entropy value, dual value after raising),
-  // both in nats, value H_Q(Y|X) and upper bound -D on the maximum.
-  void certify(double t, double* entropy, double* upper) {
-    const int ny = pr_.ny;
-    // the coupling of the barrier's multipliers
-    std::vector<double> q(pr_.cells * ny, 0.0);
-    for (int64_t c = 0; c < pr_.cells; ++c)
-      if (g_[c] != kNegInf) {
-        const double mass = 1.0 / (t * -g_[c]);
-        for (int y = 0; y < ny; ++y) q[c * ny + y] = mass * soft_[c * ny + y];
-      }
-    round_onto_marginals(q);
-    double f = 0;  // sum Q log Q(y|x)
-    for (int64_t c = 0; c < pr_.cells; ++c) {
-      double mass = 0;
-      for (int y = 0; y < ny; ++y) mass += q[c * ny + y];
-      if (mass <= 0) continue;
-      for (int y = 0; y < ny; ++y)
-        if (q[c * ny + y] > 0) f += q[c * ny + y] * std::log(q[c * ny + y] / mass);
-    }
-    *entropy = -f;
-    // dual: raise every source's alphas at each xi by the slack of its tightest cell
-    std::vector<double> a = alpha_;
-    for (int i = 0; i < pr_.k; ++i) {
-      evaluate(a, false);
+  // Every source's alphas at each value moved by the slack of its tightest cell less `slack`:
+  // with slack 0 the raise of the certificate, which keeps the point feasible and only raises
+  // the dual value.
+  void lower_to_slack(std::vector<double>& a, double slack) {
+    const int ny = ny_;
+    for (int i = 0; i < (slack > 0 ? 1 : k_); ++i) {
+      evaluate(a, false, g_work_, soft_work_);
       std::vector<double> tightest(pr_.n[i], kNegInf);
       for (int64_t c = 0; c < pr_.cells; ++c) {
         const int xi = int((c / pr_.stride[i]) % pr_.n[i]);
-        tightest[xi] = std::max(tightest[xi], g_[c]);
+        tightest[xi] = std::max(tightest[xi], g_work_[c]);
       }
       for (int xi = 0; xi < pr_.n[i]; ++xi)
         if (tightest[xi] != kNegInf)
           for (int y = 0; y < ny; ++y) {
-            double& v = a[pr_.offset[i] + int64_t(xi) * ny + y];
-            if (v != kNegInf) v -= tightest[xi];
+            double& v = a[pr_.offset[i] + xi * ny + y];
+            if (v != kNegInf) v -= tightest[xi] + slack;
           }
     }
-    *upper = -dual_value(a);
-    evaluate(alpha_);
   }
 
-  const std::vector<double>& alpha() const { return alpha_; }
+  // The certificate at the current point: -sum Q log Q(y|x) of the rounded coupling and the
+  // raised dual value, in nats.
+  void certify(double* entropy, double* upper) {
+    const int ny = ny_;
+    q_.assign(pr_.cells * ny, 0.0);
+    for (int64_t c = 0; c < pr_.cells; ++c)
+      if (g_[c] != kNegInf)
+        for (int y = 0; y < ny; ++y) q_[c * ny + y] = m_cell_[c] * soft_[c * ny + y];
+    round_onto_marginals(q_);
+    double f = 0;  // sum Q log Q(y|x)
+    for (int64_t c = 0; c < pr_.cells; ++c) {
+      double mass = 0;
+      for (int y = 0; y < ny; ++y) mass += q_[c * ny + y];
+      if (mass <= 0) continue;
+      for (int y = 0; y < ny; ++y)
+        if (q_[c * ny + y] > 0) f += q_[c * ny + y] * std::log(q_[c * ny + y] / mass);
+    }
+    *entropy = -f;
+    raised_ = alpha_;
+    lower_to_slack(raised_, 0.0);
+    double d = 0;
+    for (int v = 0; v < pr_.full; ++v)
+      if (marg_[v] > 0) d += raised_[v] * marg_[v];
+    *upper = -d;
+  }
 
- private:
   // Each label's slice onto its k marginals P(xi, y), exactly (see the file's comment).
   void round_onto_marginals(std::vector<double>& q) const {
-    const int ny = pr_.ny;
+    const int ny = ny_;
     std::vector<double> have;
+    std::vector<std::vector<double>> deficit(k_);
     for (int y = 0; y < ny; ++y) {
-      std::vector<std::vector<double>> deficit(pr_.k);
-      for (int i = 0; i < pr_.k; ++i) {
+      for (int i = 0; i < k_; ++i) {
         have.assign(pr_.n[i], 0.0);
         for (int64_t c = 0; c < pr_.cells; ++c) have[(c / pr_.stride[i]) % pr_.n[i]] += q[c * ny + y];
         std::vector<double> scale(pr_.n[i]);
         for (int xi = 0; xi < pr_.n[i]; ++xi) {
-          const double want = marg_[pr_.offset[i] + int64_t(xi) * ny + y];
+          const double want = marg_[pr_.offset[i] + xi * ny + y];
           scale[xi] = have[xi] > want ? want / have[xi] : 1.0;
         }
         for (int64_t c = 0; c < pr_.cells; ++c) q[c * ny + y] *= scale[(c / pr_.stride[i]) % pr_.n[i]];
       }
       double mass = 0;
-      for (int i = 0; i < pr_.k; ++i) {
+      for (int i = 0; i < k_; ++i) {
         have.assign(pr_.n[i], 0.0);
         for (int64_t c = 0; c < pr_.cells; ++c) have[(c / pr_.stride[i]) % pr_.n[i]] += q[c * ny + y];
         deficit[i].resize(pr_.n[i]);
         double total = 0;
         for (int xi = 0; xi < pr_.n[i]; ++xi)
-          total += (deficit[i][xi] = std::max(0.0, marg_[pr_.offset[i] + int64_t(xi) * ny + y] - have[xi]));
+          total += (deficit[i][xi] = std::max(0.0, marg_[pr_.offset[i] + xi * ny + y] - have[xi]));
         if (i == 0) mass = total;
       }
       if (!(mass > 0)) continue;
-      const double norm = std::pow(mass, pr_.k - 1);
+      const double norm = std::pow(mass, k_ - 1);
       for (int64_t c = 0; c < pr_.cells; ++c) {
         double add = 1.0;
-        for (int i = 0; i < pr_.k && add > 0; ++i) add *= deficit[i][(c / pr_.stride[i]) % pr_.n[i]];
+        for (int i = 0; i < k_ && add > 0; ++i) add *= deficit[i][(c / pr_.stride[i]) % pr_.n[i]];
         if (add > 0) q[c * ny + y] += add / norm;
       }
     }
   }
 
+  // The Newton matrix sum_x E_x Z_x E_x^T at the current point, factorised; false where no
+  // shift of the diagonal up to 1e-6 of it makes it positive definite.
+  bool factorise() {
+    const int ny = ny_, m = m_, kn = k_ * ny;
+    hess_.assign(int64_t(m) * m, 0.0);
+    std::vector<int> vars(kn);
+    std::vector<double> w(kn);
+    for (int64_t c = 0; c < pr_.cells; ++c) {
+      if (g_[c] == kNegInf) continue;
+      const double s = s_cell_[c], mass = m_cell_[c], d = mass / s - mass;
+      const double* pi = &soft_[c * ny];
+      for (int i = 0; i < k_; ++i)
+        for (int y = 0; y < ny; ++y) vars[i * ny + y] = pi[y] > 0 ? index_[pos_[c * k_ + i] + y] : -1;
+      for (int y = 0; y < ny; ++y) w[y] = d * pi[y];
+      for (int i = 0; i < k_; ++i)
+        for (int y = 0; y < ny; ++y) {
+          const int r = vars[i * ny + y];
+          if (r < 0) continue;
+          double* row = &hess_[int64_t(r) * m];
+          const double py = pi[y];
+          for (int j = 0; j < k_; ++j) {
+            const int* vj = &vars[j * ny];
+            for (int y2 = 0; y2 < ny; ++y2)
+              if (vj[y2] >= 0) row[vj[y2]] += w[y2] * py;
+            if (vj[y] >= 0) row[vj[y]] += mass * py;
+          }
+        }
+    }
+    // Late iterations mix m / s of cells near their bound with O(m) terms: where rounding
+    // makes the factorisation fail, a relative shift of the diagonal is tried, growing tenfold.
+    diagonal_.resize(m);
+    for (int r = 0; r < m; ++r) diagonal_[r] = hess_[int64_t(r) * m + r];
+    saved_ = hess_;
+    bool factored = cholesky(hess_, m);
+    for (double shift = 1e-14; !factored && shift <= 1e-6; shift *= 10) {
+      hess_ = saved_;
+      for (int r = 0; r < m; ++r) hess_[int64_t(r) * m + r] += shift * diagonal_[r] + 1e-300;
+      factored = cholesky(hess_, m);
+    }
+    return factored;
+  }
+
+  // The direction for the complementarity targets target - corr_x: dalpha (full vector, 0 at
+  // fixed entries), then u_x = pi_x^T E_x^T dalpha, ds = -u, dm.
+  void direction(double target, const std::vector<double>* corr, std::vector<double>& dalpha, std::vector<double>& ds,
+                 std::vector<double>& dm) {
+    const int ny = ny_;
+    std::vector<double> b(m_, 0.0);
+    for (int v = 0; v < pr_.full; ++v)
+      if (index_[v] >= 0) b[index_[v]] = marg_[v];
+    for (int64_t c = 0; c < pr_.cells; ++c) {
+      if (g_[c] == kNegInf) continue;
+      const double wc = (target - (corr ? (*corr)[c] : 0.0) + m_cell_[c] * (s_cell_[c] + g_[c])) / s_cell_[c];
+      const double* pi = &soft_[c * ny];
+      for (int i = 0; i < k_; ++i)
+        for (int y = 0; y < ny; ++y) {
+          const int r = index_[pos_[c * k_ + i] + y];
+          if (r >= 0) b[r] -= pi[y] * wc;
+        }
+    }
+    cholesky_solve(hess_, m_, b);
+    dalpha.assign(pr_.full, 0.0);
+    for (int v = 0; v < pr_.full; ++v)
+      if (index_[v] >= 0) dalpha[v] = b[index_[v]];
+    ds.assign(pr_.cells, 0.0);
+    dm.assign(pr_.cells, 0.0);
+    for (int64_t c = 0; c < pr_.cells; ++c) {
+      if (g_[c] == kNegInf) continue;
+      const double* pi = &soft_[c * ny];
+      double u = 0;
+      for (int y = 0; y < ny; ++y) {
+        if (pi[y] == 0) continue;
+        double sum = 0;
+        for (int i = 0; i < k_; ++i) sum += dalpha[pos_[c * k_ + i] + y];
+        u += pi[y] * sum;
+      }
+      const double s = s_cell_[c], mass = m_cell_[c];
+      ds[c] = -(s + g_[c]) - u;
+      dm[c] = (target - (corr ? (*corr)[c] : 0.0) - mass * ds[c]) / s - mass;
+    }
+  }
+
+  // Longest step up to 1 with v + step dv >= (1 - kBoundary) v.
+  double boundary_step(const std::vector<double>& v, const std::vector<double>& dv) const {
+    double step = 1.0;
+    for (int64_t c = 0; c < pr_.cells; ++c)
+      if (g_[c] != kNegInf && dv[c] < 0) step = std::min(step, -kBoundary * v[c] / dv[c]);
+    return step;
+  }
+
+  // One predictor-corrector iteration; false where the Newton matrix cannot be factorised.
+  bool step() {
+    if (!factorise()) return false;
+    const double mu0 = mu();
+    // predictor
+    direction(0.0, nullptr, dalpha_, ds_, dm_);
+    const double am = boundary_step(m_cell_, dm_), as = boundary_step(s_cell_, ds_);
+    double total = 0;
+    int64_t active = 0;
+    for (int64_t c = 0; c < pr_.cells; ++c)
+      if (g_[c] != kNegInf) total += (m_cell_[c] + am * dm_[c]) * (s_cell_[c] + as * ds_[c]), ++active;
+    const double ratio = std::min(1.0, std::max(0.0, total / double(active) / mu0));
+    const double sigma = ratio * ratio * ratio;
+    // corrector: Mehrotra's second-order term
+    corr_.assign(pr_.cells, 0.0);
+    for (int64_t c = 0; c < pr_.cells; ++c) corr_[c] = dm_[c] * ds_[c];
+    direction(std::max(sigma * mu0, mu_floor_), &corr_, dalpha_, ds_, dm_);
+    double step = std::min(boundary_step(m_cell_, dm_), boundary_step(s_cell_, ds_));
+    // Trust region on the alphas: logsumexp is linear only over moderate moves, and the Newton
+    // step of an alpha that carries a tiny probability can be huge.
+    double max_move = 0;
+    for (int v = 0; v < pr_.full; ++v) max_move = std::max(max_move, std::fabs(dalpha_[v]));
+    if (step * max_move > kMaxDualMove) step = kMaxDualMove / max_move;
+    // Badly centred: cells whose product m s is orders of magnitude below mu (the start's
+    // mass on a cell that must be empty, as where X3 copies X1, at a large slack) make every
+    // step tiny. Raising those masses to mu / s puts every cell back on the central path; the
+    // iteration is redone from there (traced on X3 = g(X1): steps of 3e-3 to 4e-2 for 200
+    // iterations, 0.005 nats short, before; the bivariate exact solver's rule, exact.hpp).
+    if (step < kRecentreStep && recentred_ < kRecentreMax) {
+      for (int64_t c = 0; c < pr_.cells; ++c)
+        if (g_[c] != kNegInf) m_cell_[c] = std::max(m_cell_[c], mu0 / s_cell_[c]);
+      ++recentred_;
+      return true;
+    }
+    const double step_m = step, step_a = step;
+#ifdef FASTPID_UNION_TRACE
+    {
+      double rs = 0, rd = 0;
+      std::vector<double> have(pr_.full, 0.0);
+      for (int64_t c = 0; c < pr_.cells; ++c)
+        if (g_[c] != kNegInf) {
+          rs = std::max(rs, std::fabs(s_cell_[c] + g_[c]) * m_cell_[c]);
+          for (int i = 0; i < k_; ++i)
+            for (int y = 0; y < ny_; ++y) have[pos_[c * k_ + i] + y] += m_cell_[c] * soft_[c * ny_ + y];
+        }
+      for (int v = 0; v < pr_.full; ++v) rd = std::max(rd, std::fabs(have[v] - marg_[v]));
+      std::fprintf(stderr, "  sigma %.3g step_m %.3g step_a %.3g  |m(s+g)| %.3g |marg| %.3g\n", sigma, step_m, step_a, rs, rd);
+    }
+#endif
+    for (int v = 0; v < pr_.full; ++v)
+      if (index_[v] >= 0) alpha_[v] += step_a * dalpha_[v];
+    for (int64_t c = 0; c < pr_.cells; ++c)
+      if (g_[c] != kNegInf) m_cell_[c] += step_m * dm_[c], s_cell_[c] += step_a * ds_[c];
+    evaluate(alpha_, false, g_, soft_);
+    return true;
+  }
+
   const Problem& pr_;
-  const double* p_;
-  std::vector<double> marg_;   // P(xi, y) of every source, at the alphas' positions
-  std::vector<int> index_;     // full position -> Newton variable (-1: fixed or excluded)
+  const int k_, ny_;
+  std::vector<double> marg_;     // P(xi, y) of every source, at the alphas' positions
+  std::vector<double> py_;       // P(y)
+  std::vector<int> pos_;         // cell x, source i -> position of alpha_i(xi, 0)
+  std::vector<int> index_;       // full position -> Newton variable (-1: fixed or excluded)
+  std::vector<int> pinned_;      // (source, label) -> the value held at 0 (-1: none)
   int m_ = 0;
-  std::vector<double> alpha_, g_, soft_;
+  double mu_floor_ = 0;
+  int recentred_ = 0;
+  std::vector<double> alpha_, raised_, g_, soft_, m_cell_, s_cell_;
+  std::vector<double> g_work_, soft_work_, trial_, q_;
+  std::vector<double> hess_, saved_, diagonal_, dalpha_, ds_, dm_, corr_;
 };
 
 }  // namespace
 
 void union_cpu(const double* P, int64_t batch, const std::vector<int>& dims, double tol, int max_iter, double* value,
-               double* bound, uint8_t* converged, int32_t* iterations, int num_threads) {
+               double* bound, uint8_t* converged, int32_t* iterations, double* dual, int num_threads) {
   Problem pr;
   pr.k = int(dims.size()) - 1;
   pr.ny = dims.back();
@@ -357,28 +517,10 @@ void union_cpu(const double* P, int64_t batch, const std::vector<int>& dims, dou
   for (int64_t b = 0; b < batch; ++b) {
     if (stop.should_stop()) continue;
     UnionSolver solver(pr, P + b * per);
-    double t = double(std::max<int64_t>(1, pr.cells));
-    int steps = 0;
-    double best_value = std::numeric_limits<double>::quiet_NaN(), best_bound = std::numeric_limits<double>::infinity();
-    bool done = false;
-    while (!done) {
-      const int taken = solver.centre(t);
-      if (taken < 0) break;  // the Newton matrix lost definiteness: keep the best certificate
-      steps += taken + 1;
-      double entropy, upper;
-      solver.certify(t, &entropy, &upper);
-      const double gap = std::max(0.0, upper - entropy);
-#ifdef FASTPID_UNION_TRACE
-      std::fprintf(stderr, "t %.3g steps %d entropy %.12f upper %.12f gap %.3g\n", t, taken, entropy, upper, gap);
-#endif
-      if (gap < best_bound) best_bound = gap, best_value = entropy;
-      done = best_bound <= tol || steps >= max_iter || t > 1e18;
-      t *= kGrowth;
-    }
-    value[b] = best_value;
-    bound[b] = best_bound;
-    converged[b] = best_bound <= tol;
-    iterations[b] = steps;
+    int it = 0;
+    solver.run(tol, max_iter, &value[b], &bound[b], &it, dual ? dual + b * pr.full : nullptr);
+    converged[b] = bound[b] <= tol;
+    iterations[b] = it;
   }
   stop.finish();
 }

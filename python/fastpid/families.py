@@ -254,6 +254,52 @@ FAMILIES = {
     "structured": structured,  # a random kind of structured_case
 }
 
+def _three_inputs(rng, n1, n2, n3, uniform):
+    """P(x1, x2, x3): uniform, or random (Dirichlet)."""
+    shape = (n1, n2, n3)
+    return np.full(shape, 1.0 / (n1 * n2 * n3)) if uniform else rng.dirichlet(np.ones(n1 * n2 * n3)).reshape(shape)
+
+
+def function3(rng, n1, n2, n3, ny, target="function", flip=None):
+    """Y = f(X1, X2, X3), uniform or random inputs: ``target`` "sum" ((x1 + x2 + x3) mod ny:
+    xor of three for binary inputs), "min", "majority" (the most frequent value, ties to the
+    least), "copy1" (Y = X1 mod ny) or "function" (a random f); with probability ``flip`` (None:
+    0 or log-uniform from 1e-6 to 1e-1 at random) Y is replaced by a uniform label."""
+    a, b, c = np.meshgrid(np.arange(n1), np.arange(n2), np.arange(n3), indexing="ij")
+    table = {"sum": lambda: a + b + c, "min": lambda: np.minimum(np.minimum(a, b), c),
+             "majority": lambda: np.where((a == b) | (a == c), a, np.where(b == c, b, np.minimum(np.minimum(a, b), c))),
+             "copy1": lambda: a, "function": lambda: rng.integers(0, ny, (n1, n2, n3))}
+    y = table[target]() % ny
+    if flip is None:
+        flip = 0.0 if rng.integers(2) else _log_uniform(rng, 1e-6, 1e-1)
+    inputs = _three_inputs(rng, n1, n2, n3, bool(rng.integers(2)))
+    P = inputs[..., None] * ((1 - flip) * (np.arange(ny) == y[..., None]) + flip / ny)
+    return P / P.sum()
+
+
+def _lifted(family):
+    """A bivariate family's draw of shape (n1, n2 n3, ny) read as (n1, n2, n3, ny): X2 and X3
+    the two halves of its second source."""
+    return lambda rng, n1, n2, n3, ny: FAMILIES[family](rng, n1, n2 * n3, ny).reshape(n1, n2, n3, ny)
+
+
+def duplicate3(rng, n1, n2, n3, ny):
+    """A structured bivariate draw P(x1, x2, y) with X3 = g(X1) (a random map of X1's values
+    onto n3 values, a relabelled copy where n3 == n1)."""
+    P2 = structured(rng, n1, n2, ny)
+    g = rng.permutation(n1) % n3 if n3 >= n1 else rng.integers(0, n3, n1)
+    P = np.zeros((n1, n2, n3, ny))
+    P[np.arange(n1), :, g, :] = P2
+    return P
+
+
+def constant3(rng, n1, n2, n3, ny):
+    """A structured bivariate draw P(x1, x2, y) with a constant third source (its first value)."""
+    P = np.zeros((n1, n2, n3, ny))
+    P[:, :, 0, :] = structured(rng, n1, n2, ny)
+    return P
+
+
 def harsh(rng):
     """One draw of the harshest family we know (bench_robustness, tests/test_elimination.py):
     a shape of 1 to 4 per axis, entries from {0, 1e-12, 1e-9, 1e-6, 0.5, 1} times a uniform
@@ -264,5 +310,17 @@ def harsh(rng):
     return w / w.sum() if w.sum() > 0 else None
 
 
+# Three-source families of shape (n1, n2, n3, ny): every bivariate family lifted (X2 and X3
+# the halves of its second source), deterministic targets of the three, a source duplicated
+# and a constant source.
+FAMILIES3 = {
+    **{f"lifted_{name}": _lifted(name) for name in FAMILIES},
+    **{f"function3_{target}": (lambda target: lambda rng, n1, n2, n3, ny: function3(rng, n1, n2, n3, ny, target))(target)
+       for target in ("sum", "min", "majority", "copy1", "function")},
+    "duplicate3": duplicate3,
+    "constant3": constant3,
+}
+
 __all__ = ["gates", "dense", "sparse", "near_deterministic", "tiny", "with_zeros", "histogram", "harsh", "FAMILIES",
-           "TARGETS", "STRUCTURED_KINDS", "deterministic", "dependent_sources", "structured", "structured_case", "structured_shape"]
+           "TARGETS", "STRUCTURED_KINDS", "deterministic", "dependent_sources", "structured", "structured_case", "structured_shape",
+           "FAMILIES3", "function3", "duplicate3", "constant3"]
