@@ -6,7 +6,8 @@
     >>> round(float(r.synergy), 6)
     1.0
 
-Public names: :func:`decompose`, :class:`PIDResult`, :func:`estimate` (samples to a
+Public names: :func:`decompose` (two sources, or three with ``sources=3``: :class:`PID3Result`),
+:class:`PIDResult`, :func:`union_information` (k sources, :class:`UnionResult`), :func:`estimate` (samples to a
 bias-corrected PID with intervals, :class:`Estimate`, :class:`Discretiser`,
 :class:`FewSamplesWarning`), :class:`TwoStageController`,
 :func:`build_info`, and the modules :mod:`fastpid.info` (entropies and mutual informations),
@@ -17,7 +18,8 @@ from . import _C, info, proxies
 from .controller import Decision, TwoStageController
 from .core import decompose
 from .estimate import Discretiser, Estimate, FewSamplesWarning, estimate
-from .result import PIDResult
+from .result import PID3Result, PIDResult, UnionResult
+from .sources import union_information
 
 __version__ = _C.build_info()["version"]
 
@@ -44,6 +46,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "decompose", "PIDResult", "estimate", "Estimate", "Discretiser", "FewSamplesWarning", "TwoStageController", "Decision",
+    "decompose", "PIDResult", "PID3Result", "union_information", "UnionResult", "estimate", "Estimate", "Discretiser", "FewSamplesWarning", "TwoStageController", "Decision",
     "build_info", "info", "proxies", "reference", "__version__",
 ]

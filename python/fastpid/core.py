@@ -51,14 +51,16 @@ def result_from(value_nats, informations_nats, convert, *, bound, converged, ite
 EVALUATION_ULPS = 8
 
 
-def output_bound(stacked, float32: bool):
-    """The certified bound as returned, in the output unit: ``stacked`` holds the eight
-    measures in the output unit in float64 (numpy or torch, shape (8, ...), MEASURES order).
+def output_bound(stacked, float32: bool, n_atoms: int = 4):
+    """The certified bound as returned, in the output unit: ``stacked`` holds the measures in
+    the output unit in float64 (numpy or torch, shape (m, ...)): the ``n_atoms`` atoms (or
+    terms) first, then the other quantities they were computed from, then the solver's bound
+    (MEASURES order for decompose's eight: ``n_atoms`` = 4).
     The solver's bound, plus EVALUATION_ULPS units of the last place of the atoms' scale, plus,
     for float32 results, the largest rounding of an atom to float32 (up to 6e-8 of it: 3e-7
     bits for a 5-bit atom); rounded up to float32 there. Without the last term a float32
     X1 = X2 = Y on 18 values came back with R off by 2.1e-7 bits and a bound of 8.9e-17."""
-    atoms, informations, bound = stacked[:4], stacked[4:7], stacked[7]
+    atoms, informations, bound = stacked[:n_atoms], stacked[n_atoms:-1], stacked[-1]
     torch_input = not isinstance(stacked, np.ndarray)
     scale = abs(atoms).sum(0) + abs(informations).sum(0)
     honest = bound + EVALUATION_ULPS * np.finfo(np.float64).eps * scale
@@ -110,8 +112,11 @@ def decompose(
     return_coupling: bool = False,
     threads: Optional[int] = None,
     progress: ProgressArg = None,
-) -> PIDResult:
-    """BROJA partial information decomposition of one or many distributions P(X1, X2, Y).
+    sources: int = 2,
+):
+    """BROJA partial information decomposition of one or many distributions P(X1, X2, Y)
+    (``sources=2``, the default), or the trivariate maximum-entropy decomposition of
+    P(X1, X2, X3, Y) (``sources=3``).
 
     Args:
         P: numpy array or torch tensor of shape ``(..., n1, n2, ny)`` (any number of leading
@@ -141,18 +146,36 @@ def decompose(
             none, a callable ``progress(done, total)`` is called as the batch goes; the
             default ``None`` shows the bar for calls predicted to take more than a few seconds
             when stderr is a terminal.
+        sources: 2 (BROJA) or 3: P of shape ``(..., n1, n2, n3, ny)`` and a
+            :class:`~fastpid.result.PID3Result` of the eight terms (synergy, redundancy,
+            unique1..3, shared12, shared13, shared23; README "More than two sources"), each
+            within ``bound`` <= tol. ``method`` then picks the pairwise problems' solver
+            ("auto", "exact" or "refine"); ``return_coupling`` is not available. For more
+            sources, :func:`fastpid.union_information` gives the union information and synergy.
 
     The batch is solved a chunk at a time (memory above the input: one chunk's temporaries,
     64 MiB, plus the outputs), and Ctrl-C stops a call within about a second with
     KeyboardInterrupt.
 
     Returns:
-        PIDResult with fields of the batch shape, in the same library (numpy or torch),
-        device and float dtype as ``P``.
+        PIDResult (PID3Result for ``sources=3``) with fields of the batch shape, in the same
+        library (numpy or torch), device and float dtype as ``P``.
 
     Raises:
         ValueError: bad input, naming the first bad distribution and the reason.
     """
+    if isinstance(sources, bool) or sources not in (2, 3):
+        more = " (for more sources, fastpid.union_information gives the union information and synergy)"
+        raise ValueError(f"sources must be 2 or 3, got {sources!r}" + (more if isinstance(sources, int) and sources > 3 else ""))
+    if sources == 3:
+        if return_coupling:
+            raise ValueError("return_coupling is not available with sources=3")
+        from .sources import decompose3
+
+        if is_torch(P):
+            _check_torch_input(P)
+        return decompose3(P, method=method, tol=tol, max_iter=max_iter, base=base, normalize=normalize, threads=threads,
+                          progress=progress)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     unit, log_base = unit_of(base)

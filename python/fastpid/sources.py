@@ -1,0 +1,435 @@
+"""More than two sources (docs/design.md section 7): the k-source union information
+(:func:`union_information`) and the trivariate maximum-entropy decomposition
+(``fastpid.decompose(P, sources=3)``, :class:`~fastpid.result.PID3Result`).
+
+Both are built from optimal values of one program, max H_Q(Y | X_S) over the couplings Q with
+P's (Xi, Y) marginals for the sources i in S: for |S| = 2 BROJA's program on the pair's
+marginal, solved by decompose's bivariate solvers; for |S| >= 3 the native k-source
+interior-point method (csrc/cpu/union_cpu.cpp). Each value comes with a certified gap and a dual
+point; the terms are signed sums of the values and of P's own conditional entropies, so their
+error is at most the sum of the gaps, and their gradient is, by the envelope theorem, the same
+signed sum of -sum_i alpha_i(xi, y) and of the entropies' derivatives.
+
+A batch goes a chunk at a time, as in decompose (_run.py): memory above the input is one chunk's
+temporaries and the outputs; progress and Ctrl-C as there. Torch tensors (CPU or CUDA) are
+solved on the CPU and their results returned on their device, differentiable.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from . import _C, info
+from ._backend import check_shape, is_torch, kind_of, unit_of
+from ._run import ChunkPlan, Progress, ProgressArg, chunk_float64, normalised, threads_of, validate
+from ._solve import choose_method, evenly_spaced, solve_flat
+from .result import INFORMATIONS3, TERMS3, PID3Result, UnionResult
+
+# Interior-point iterations per distribution of the k-source solver: measured 8 to 28 on 560
+# draws of every family of fastpid.families.FAMILIES3 up to 10x10x10x11 at tol 1e-10 nats; the
+# cap is the bivariate "exact" one (_solve.DEFAULT_MAX_ITER).
+UNION_MAX_ITER = 200
+# The k-source solver's Newton system is dense, of order sum_i (values of Xi with P(xi, y) > 0
+# over the labels y): it holds two matrices of order^2 doubles per thread (1 GiB at 8192) and
+# factorises one (order^3 / 3 multiply-adds) per iteration.
+UNION_MAX_ORDER = 8192
+# The methods decompose(P, sources=3) takes: the pairwise problems by "exact" or "refine", or
+# whichever "auto" predicts faster; the 3-source problem is always the interior-point method's.
+METHODS3 = ("auto", "exact", "refine")
+PAIRS = ((0, 1), (0, 2), (1, 2))
+
+
+def _check_sources(sources, ndim: int, *, most: Optional[int] = None) -> int:
+    if isinstance(sources, bool) or not isinstance(sources, (int, np.integer)):
+        raise ValueError(f"sources must be an integer >= 2, got {sources!r}")
+    sources = int(sources)
+    if sources < 2 or (most is not None and sources > most):
+        allowed = f"between 2 and {most}" if most is not None else ">= 2"
+        raise ValueError(f"sources must be {allowed}, got {sources}")
+    if ndim < sources + 1:
+        raise ValueError(f"with sources={sources}, P must have shape (..., n1, ..., n{sources}, ny): at least {sources + 1} "
+                         f"dimensions, got {ndim}")
+    return sources
+
+
+def newton_order(chunk: np.ndarray, subset) -> np.ndarray:
+    """Per distribution of ``chunk`` (batch, n1, ..., nk, ny): the number of entries (i, xi, y)
+    with P(xi, y) > 0 over the sources i in ``subset``, the order of the k-source solver's
+    Newton system (less its gauge)."""
+    k = chunk.ndim - 2
+    order = np.zeros(len(chunk), dtype=np.int64)
+    for i in subset:
+        axes = tuple(1 + j for j in range(k) if j != i)
+        order += np.count_nonzero(chunk.sum(axis=axes) > 0, axis=(1, 2))
+    return order
+
+
+def max_entropy(chunk: np.ndarray, subset, tol_nats: float, max_iter: Optional[int], method: str, *,
+                duals: bool = False, threads: int = 0, offset: int = 0, batch_shape=()) -> dict:
+    """max H_Q(Y | X_subset) in nats of every distribution of ``chunk`` (batch, n1, ..., nk,
+    ny), normalised, over the couplings Q with its (Xi, Y) marginals for i in ``subset`` (at
+    least two sources): BROJA's program on the pair's marginal by ``method`` ("exact",
+    "refine" or "refine-then-exact", as _solve.solve_flat) for two, the k-source solver beyond.
+    Returns numpy arrays over the chunk: value, bound, converged, iterations and, with
+    ``duals``, dual (batch, sum_{i in subset} ni * ny: the alphas source by source, -inf where
+    P(xi, y) = 0). ``offset`` and ``batch_shape`` name a distribution in errors."""
+    k = chunk.ndim - 2
+    drop = tuple(1 + i for i in range(k) if i not in subset)
+    marginal = np.ascontiguousarray(chunk.sum(axis=drop)) if drop else chunk
+    if len(subset) == 2:
+        out = solve_flat(marginal, method, tol_nats, max_iter, False, duals, threads)
+        if duals:
+            out["dual"] = np.concatenate([out.pop("dual1").reshape(len(marginal), -1),
+                                          out.pop("dual2").reshape(len(marginal), -1)], axis=1)
+        return out
+    order = newton_order(chunk, subset)
+    if len(order) and order.max() > UNION_MAX_ORDER:
+        from ._backend import _batch_index
+
+        i = int(np.argmax(order))
+        raise ValueError(
+            f"{_batch_index(offset + i, batch_shape)} (batch index {offset + i}): the {len(subset)}-source problem's Newton "
+            f"system would have order {int(order[i]):,} (the pairs (source, value, label) with P(xi, y) > 0), more than "
+            f"{UNION_MAX_ORDER:,}: it needs 16 * order^2 bytes per thread; use fewer values per source or fewer labels")
+    out = _C.union_cpu(marginal, tol_nats, UNION_MAX_ITER if max_iter is None else int(max_iter), threads)
+    if not duals:
+        del out["dual"]
+    return out
+
+
+def conditional_entropies(p, subsets) -> Dict[tuple, Any]:
+    """H(Y | X_S) in nats of every distribution of ``p`` (batch, n1, ..., nk, ny), numpy or
+    torch (differentiable), for each subset S of source indices in ``subsets`` (``()``: H(Y))."""
+    k = p.ndim - 2
+    out = {}
+    for subset in subsets:
+        drop = tuple(1 + i for i in range(k) if i not in subset)
+        joint = p.sum(drop) if drop else p  # numpy and torch alike
+        h = info.entropy(joint, axes=tuple(range(1, joint.ndim)), base=math.e)
+        if subset:
+            h = h - info.entropy(joint.sum(-1), axes=tuple(range(1, joint.ndim - 1)), base=math.e)
+        out[tuple(subset)] = h
+    return out
+
+
+class _Chunked:
+    """The optimal values, their certificates and P's conditional entropies that a result is
+    built from, for a validated batch solved a chunk at a time (module docstring)."""
+
+    def __init__(self, flat, problems, subsets, tol_nats, max_iter, method, *, duals, threads, progress, batch_shape,
+                 normalize):
+        batch, k = len(flat), flat.ndim - 2
+        validate(flat, batch_shape, normalize)
+        self.values = {s: np.empty(batch) for s in problems}
+        self.bounds = {s: np.empty(batch) for s in problems}
+        self.converged = {s: np.empty(batch, dtype=bool) for s in problems}
+        self.iterations = np.zeros(batch, dtype=np.int64)
+        self.duals = {s: np.empty((batch, sum(flat.shape[1 + i] for i in s) * flat.shape[-1])) for s in problems} if duals else {}
+        self.entropies = {s: np.empty(batch) for s in subsets}
+        self.methods: Dict[tuple, str] = {}
+        plan = ChunkPlan(batch, int(np.prod(flat.shape[1:])), False, threads)
+        report = Progress(progress, batch)
+        try:
+            for start, stop in plan:
+                chunk = normalised(chunk_float64(flat, start, stop))
+                for s in problems:
+                    if s not in self.methods:
+                        self.methods[s] = self._method_for(chunk, s, method, k)
+                    out = max_entropy(chunk, s, tol_nats, max_iter, self.methods[s], duals=duals, threads=threads,
+                                      offset=start, batch_shape=batch_shape)
+                    self.values[s][start:stop] = out["value"]
+                    self.bounds[s][start:stop] = out["bound"]
+                    self.converged[s][start:stop] = out["converged"]
+                    self.iterations[start:stop] += out["iterations"]
+                    if duals:
+                        self.duals[s][start:stop] = out["dual"]
+                for s, h in conditional_entropies(chunk, subsets).items():
+                    self.entropies[s][start:stop] = h
+                report.update(stop, plan.predicted_seconds())
+        finally:
+            report.close()
+
+    @staticmethod
+    def _method_for(chunk, subset, method, k):
+        """The bivariate method of a pair's problem ("auto": chosen on the first chunk's
+        marginals); "exact" names the k-source solver's interior-point method."""
+        if len(subset) != 2 or method != "auto":
+            return "exact" if len(subset) != 2 else method
+        drop = tuple(1 + i for i in range(k) if i not in subset)
+        sample = np.ascontiguousarray(evenly_spaced(chunk).sum(axis=drop)) if drop else evenly_spaced(chunk)
+        return choose_method(sample.shape[1:], lambda: sample)
+
+    def method(self) -> str:
+        """What solved the problems: "exact", "refine" or both joined by "+"."""
+        names = {"refine" if m.startswith("refine") else "exact" for m in self.methods.values()}
+        return "+".join(sorted(names)) if names else "exact"
+
+
+def _host_view(P):
+    """``P`` as a numpy array (a view where P is a CPU tensor or numpy array)."""
+    if is_torch(P):
+        import torch
+
+        host = P.detach()
+        if host.device.type != "cpu":
+            host = host.to("cpu")
+        if host.dtype not in (torch.float32, torch.float64):
+            host = host.to(torch.float64)
+        return host.numpy()
+    if np.ma.isMaskedArray(P):
+        raise ValueError("P is a masked array: a masked entry has no probability; fill it (P.filled(0.0)) or drop it first")
+    arr = np.asarray(P)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"P must be a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"P must be real, got dtype {arr.dtype}")
+    return arr
+
+
+def _torch_probabilities(P, core_rank: int, normalize: bool):
+    """P (batch shape then ``core_rank`` axes) as float64 probabilities of shape (batch,
+    ...core), differentiable as decompose's results are: divided by each total (through the
+    division where ``normalize``, else with the total held constant), zero cells held at zero."""
+    import torch
+
+    flat = P.reshape((-1,) + tuple(P.shape[P.ndim - core_rank:])).to(torch.float64)
+    total = flat.sum(dim=tuple(range(1, flat.ndim)), keepdim=True)
+    # decompose's convention: the derivative along directions that keep zero cells at zero, so
+    # a zero cell's gradient is only what reaches it through the total
+    kept = torch.where(flat > 0, flat, flat.detach())
+    return kept / (total if normalize else total.detach())
+
+
+def _envelope_class():
+    """The autograd Function of an optimal value (built on first use: torch is optional)."""
+    global _Envelope
+    if _Envelope is None:
+        import torch
+
+        class Envelope(torch.autograd.Function):
+            """value(p) = max H_Q(Y | X_S) with the derivative -sum_i alpha_i(xi, y) in p(x, y)
+            at the certificate's dual point (envelope theorem), 0 where p is 0 (decompose's
+            convention: the derivative along directions that keep zero cells at zero). p of
+            shape (batch, n_i for i in S, ny); dual (batch, sum_i n_i ny), source by source."""
+
+            @staticmethod
+            def forward(ctx, p, value, dual):
+                ctx.save_for_backward(p, dual)
+                return value.clone()
+
+            @staticmethod
+            def backward(ctx, grad):
+                p, dual = ctx.saved_tensors
+                batch, ny, k = p.shape[0], p.shape[-1], p.ndim - 2
+                slope = torch.zeros_like(p)
+                offset = 0
+                for i in range(k):
+                    n = p.shape[1 + i]
+                    shape = [batch] + [1] * k + [ny]
+                    shape[1 + i] = n
+                    slope = slope + dual[:, offset:offset + n * ny].reshape(shape)
+                    offset += n * ny
+                scale = grad.reshape((batch,) + (1,) * (p.ndim - 1))
+                return torch.where(p > 0, -slope, torch.zeros_like(slope)) * scale, None, None
+
+        _Envelope = Envelope
+    return _Envelope
+
+
+_Envelope = None
+
+
+def _differentiable_values(p, solved: _Chunked, problems):
+    """The optimal values as functions of the torch probabilities ``p`` (batch, n1..nk, ny)."""
+    import torch
+
+    k = p.ndim - 2
+    envelope = _envelope_class()
+    values = {}
+    for s in problems:
+        drop = tuple(1 + i for i in range(k) if i not in s)
+        marginal = p.sum(drop) if drop else p
+        value = torch.as_tensor(solved.values[s], device=p.device)
+        dual = torch.as_tensor(solved.duals[s], device=p.device)
+        values[s] = envelope.apply(marginal, value, dual)
+    return values
+
+
+def _check_common(tol, max_iter) -> None:
+    from .core import MAX_ITER_LIMIT
+
+    if not (tol > 0):
+        raise ValueError(f"tol must be positive, got {tol!r}")
+    if max_iter is not None and not 0 <= int(max_iter) <= MAX_ITER_LIMIT:
+        raise ValueError(f"max_iter must be between 0 and {MAX_ITER_LIMIT:,} (0: the certified start point), got {max_iter!r}")
+
+
+def _outputs(quantities: dict, plain: dict, terms: Tuple[str, ...], bound_nats, kind, log_base: float, batch_shape) -> dict:
+    """The result's fields in the output unit, P's library, dtype and device: each of
+    ``quantities`` (nats over the flat batch; torch tensors stay differentiable), and "bound":
+    the solvers' ``bound_nats`` made honest for the returned numbers by decompose's
+    output_bound over the ``terms`` (and the scale of every quantity in ``plain``, the same
+    values in numpy)."""
+    from .core import output_bound
+
+    float32 = str(kind.dtype).endswith("float32")
+    rows = [np.asarray(plain[n], dtype=np.float64) for n in terms]
+    rows += [np.asarray(v, dtype=np.float64) for n, v in plain.items() if n not in terms] + [bound_nats]
+    bound = output_bound(np.stack(rows) / log_base, float32, n_atoms=len(terms))
+    fields = {}
+    for name, q in quantities.items():
+        shape = batch_shape + tuple(q.shape[1:])
+        fields[name] = (q / log_base).reshape(shape).to(kind.dtype) if kind.torch else kind.wrap((q / log_base).reshape(shape))
+    fields["bound"] = kind.wrap(bound).reshape(batch_shape)  # (wrap makes a 0-d array 1-d)
+    return fields
+
+
+def _converged(bound_nats, tol_nats: float, finite) -> np.ndarray:
+    return (bound_nats <= tol_nats) & finite
+
+
+def _prepare(P, sources: int, *, most=None):
+    """(host view of P, k, batch_shape, flat (batch, n1..nk, ny) view) after the shape checks."""
+    host = _host_view(P)
+    k = _check_sources(sources, host.ndim, most=most)
+    check_shape(host.shape, min_rank=k + 1)
+    batch_shape = tuple(host.shape[: host.ndim - k - 1])
+    return k, batch_shape, host.reshape((-1,) + host.shape[host.ndim - k - 1:])
+
+
+def union_information(
+    P: Any,
+    *,
+    sources: int,
+    tol: float = 1e-7,
+    max_iter: Optional[int] = None,
+    base=2,
+    normalize: bool = False,
+    threads: Optional[int] = None,
+    progress: ProgressArg = None,
+) -> UnionResult:
+    """The k-source union information and synergy of one or many distributions
+    P(X1, ..., Xk, Y) (docs/design.md section 7).
+
+    ``union`` = H(Y) - max H_Q(Y | X1..Xk) over the couplings Q with P's (Xi, Y) marginals (the
+    information about Y that every joint distribution of the sources with the same
+    single-source relations to Y carries), and ``synergy`` = I(X1..Xk; Y) - union (what only
+    the sources' joint relation adds). For k = 2 they are decompose's R + U1 + U2 and S.
+
+    Args:
+        P: numpy array or torch tensor (CPU or CUDA; solved on the CPU) of shape
+            ``(..., n1, ..., nk, ny)``, float32 or float64, non-negative, each distribution
+            summing to 1.
+        sources: k >= 2, the number of source axes before the target's.
+        tol: certified accuracy to reach for ``union`` and ``synergy``, in the unit of ``base``.
+        max_iter: interior-point iteration cap per distribution (default 200; for k = 2
+            decompose's default and hand-off).
+        base, normalize, threads, progress: as in :func:`fastpid.decompose`.
+
+    Returns:
+        :class:`~fastpid.result.UnionResult`, fields of the batch shape (``mi_sources``: (..., k)),
+        in P's library, dtype and device; differentiable for torch tensors.
+
+    Raises:
+        ValueError: bad input (naming the first bad distribution), or a problem whose Newton
+            system would exceed UNION_MAX_ORDER.
+    """
+    unit, log_base = unit_of(base)
+    _check_common(tol, max_iter)
+    threads = threads_of(threads)
+    k, batch_shape, flat = _prepare(P, sources)
+    everything = tuple(range(k))
+    subsets = [(), everything] + [(i,) for i in range(k)]
+    kind = kind_of(P)
+    solved = _Chunked(flat, [everything], subsets, tol * log_base, max_iter, "auto", duals=kind.torch, threads=threads,
+                      progress=progress, batch_shape=batch_shape, normalize=normalize)
+
+    def measures(value, h, stack):
+        return {"union": h[()] - value, "synergy": value - h[everything], "mi_joint": h[()] - h[everything],
+                "entropy_y": h[()], "mi_sources": stack([h[()] - h[(i,)] for i in range(k)], -1)}
+
+    plain = measures(solved.values[everything], solved.entropies, np.stack)
+    if kind.torch:
+        import torch
+
+        p = _torch_probabilities(P, k + 1, normalize)
+        quantities = measures(_differentiable_values(p, solved, [everything])[everything], conditional_entropies(p, subsets),
+                              torch.stack)
+    else:
+        quantities = plain
+    scale = dict(plain, value=solved.values[everything])
+    del scale["mi_sources"]
+    fields = _outputs(quantities, scale, ("union", "synergy"), solved.bounds[everything], kind, log_base, batch_shape)
+    finite = np.isfinite(solved.values[everything])
+    return UnionResult(
+        **fields,
+        converged=kind.wrap_index(_converged(solved.bounds[everything], tol * log_base, finite)).reshape(batch_shape),
+        iterations=kind.wrap_index(solved.iterations.astype(np.int32)).reshape(batch_shape),
+        sources=k, unit=unit, method=solved.method(),
+    )
+
+
+def terms3(values: dict, h: dict) -> dict:
+    """The eight terms and the informations of the trivariate maximum-entropy decomposition in
+    nats, from the optimal values (``values[S]`` = max H(Y | X_S) for S the three sources and
+    each pair) and P's conditional entropies (``h[S]`` = H(Y | X_S), ``h[()]`` = H(Y)); numpy or
+    torch alike (docs/design.md section 7)."""
+    v123 = values[(0, 1, 2)]
+    terms = {
+        "synergy": v123 - h[(0, 1, 2)],
+        "unique1": values[(1, 2)] - v123,
+        "unique2": values[(0, 2)] - v123,
+        "unique3": values[(0, 1)] - v123,
+        "shared12": v123 + h[(2,)] - values[(0, 2)] - values[(1, 2)],
+        "shared13": v123 + h[(1,)] - values[(0, 1)] - values[(1, 2)],
+        "shared23": v123 + h[(0,)] - values[(0, 1)] - values[(0, 2)],
+    }
+    mi_joint = h[()] - h[(0, 1, 2)]
+    # I(X;Y) minus the seven: H(Y) - max H(Y|X123) + sum of the pairs' max - sum_i H(Y|Xi)
+    terms["redundancy"] = h[()] - v123 + values[(0, 1)] + values[(0, 2)] + values[(1, 2)] - h[(0,)] - h[(1,)] - h[(2,)]
+    out = {name: terms[name] for name in TERMS3}
+    out.update({"mi_x1": h[()] - h[(0,)], "mi_x2": h[()] - h[(1,)], "mi_x3": h[()] - h[(2,)],
+                "mi_x12": h[()] - h[(0, 1)], "mi_x13": h[()] - h[(0, 2)], "mi_x23": h[()] - h[(1, 2)], "mi_joint": mi_joint})
+    return out
+
+
+def decompose3(P, *, method: str = "auto", tol: float = 1e-7, max_iter: Optional[int] = None, base=2, normalize: bool = False,
+               threads: Optional[int] = None, progress: ProgressArg = None) -> PID3Result:
+    """``fastpid.decompose(P, sources=3)``: the trivariate maximum-entropy decomposition of
+    P of shape (..., n1, n2, n3, ny) (see decompose and :class:`~fastpid.result.PID3Result`).
+    Each of the four problems is solved to tol / 4, so that ``bound``, their sum, reaches tol."""
+    if method not in METHODS3:
+        raise ValueError(f"with sources=3, method must be one of {METHODS3} (the pairwise problems' method; the 3-source "
+                         f"problem is always the interior-point method's), got {method!r}")
+    unit, log_base = unit_of(base)
+    _check_common(tol, max_iter)
+    threads = threads_of(threads)
+    k, batch_shape, flat = _prepare(P, 3)
+    problems = [(0, 1, 2)] + list(PAIRS)
+    subsets = [(), (0,), (1,), (2,)] + list(PAIRS) + [(0, 1, 2)]
+    kind = kind_of(P)
+    tol_nats = tol * log_base
+    solved = _Chunked(flat, problems, subsets, tol_nats / len(problems), max_iter, method, duals=kind.torch, threads=threads,
+                      progress=progress, batch_shape=batch_shape, normalize=normalize)
+    plain = terms3(solved.values, solved.entropies)
+    if kind.torch:
+        p = _torch_probabilities(P, 4, normalize)
+        quantities = terms3(_differentiable_values(p, solved, problems), conditional_entropies(p, subsets))
+    else:
+        quantities = plain
+    bound_nats = sum(solved.bounds[s] for s in problems)
+    scale = dict(plain, **{f"value{''.join(map(str, s))}": solved.values[s] for s in problems}, entropy_y=solved.entropies[()])
+    fields = _outputs(quantities, scale, TERMS3, bound_nats, kind, log_base, batch_shape)
+    finite = np.logical_and.reduce([np.isfinite(solved.values[s]) for s in problems])
+    return PID3Result(
+        **fields,
+        converged=kind.wrap_index(_converged(bound_nats, tol_nats, finite)).reshape(batch_shape),
+        iterations=kind.wrap_index(np.minimum(solved.iterations, np.iinfo(np.int32).max).astype(np.int32)).reshape(batch_shape),
+        unit=unit, method=solved.method(),
+    )
+
+
+__all__ = ["union_information", "terms3", "UNION_MAX_ITER", "UNION_MAX_ORDER", "METHODS3"]

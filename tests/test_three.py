@@ -1,0 +1,276 @@
+"""More than two sources: fastpid.decompose(P, sources=3) (the trivariate maximum-entropy
+decomposition) and fastpid.union_information(P, sources=k), checked on the three-input gates
+whose terms are known, against the CVXPY reference on every family of fastpid.families.FAMILIES3,
+on the identities of the definitions, and as torch functions (gradients, float32 bounds)."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import fastpid
+from fastpid.families import FAMILIES3
+from fastpid.result import TERMS3
+
+GATE_TOL = 1e-9  # bits: the acceptance for the gates whose terms are known
+
+
+def gate3(function, n=2):
+    """P(x1, x2, x3, y) with uniform independent inputs on n values and y = function(x1, x2, x3)."""
+    outputs = sorted({function(*x) for x in itertools.product(range(n), repeat=3)})
+    labels = {v: k for k, v in enumerate(outputs)}
+    P = np.zeros((n, n, n, len(labels)))
+    for x in itertools.product(range(n), repeat=3):
+        P[x + (labels[function(*x)],)] += 1.0 / n**3
+    return P
+
+
+def two_copies_and_noise():
+    """X1 = X2 = Y (a uniform bit), X3 an independent bit: all of I = 1 bit is shared by X1 and X2."""
+    P = np.zeros((2, 2, 2, 2))
+    for y, c in itertools.product(range(2), repeat=2):
+        P[y, y, c, y] = 0.25
+    return P
+
+
+def three_copies():
+    P = np.zeros((2, 2, 2, 2))
+    P[0, 0, 0, 0] = P[1, 1, 1, 1] = 0.5
+    return P
+
+
+KNOWN = {  # name -> (P, the terms that are not 0, in bits)
+    "xor3": (gate3(lambda a, b, c: a ^ b ^ c), {"synergy": 1.0}),
+    "xor12": (gate3(lambda a, b, c: a ^ b), {"synergy": 1.0}),
+    "copy1": (gate3(lambda a, b, c: a), {"unique1": 1.0}),
+    "copy_all": (gate3(lambda a, b, c: 4 * a + 2 * b + c), {"unique1": 1.0, "unique2": 1.0, "unique3": 1.0}),
+    "rdn3": (three_copies(), {"redundancy": 1.0}),
+    "shared12": (two_copies_and_noise(), {"shared12": 1.0}),
+    "sum3_of_ternary": (gate3(lambda a, b, c: a ^ b ^ c, n=2), {"synergy": 1.0}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_gates_with_known_terms(name):
+    P, nonzero = KNOWN[name]
+    r = fastpid.decompose(P, sources=3, tol=1e-10)
+    assert bool(r.converged) and float(r.bound) <= 1e-10
+    for term in TERMS3:
+        assert float(getattr(r, term)) == pytest.approx(nonzero.get(term, 0.0), abs=GATE_TOL), (name, term)
+    assert float(r.mi_joint) == pytest.approx(sum(nonzero.values()), abs=1e-12)
+
+
+def test_xor_of_three_is_synergy_that_every_pairwise_decomposition_misses():
+    P = KNOWN["xor3"][0]
+    for drop in range(3):
+        assert float(fastpid.decompose(P.sum(axis=drop)).mi_joint) == pytest.approx(0.0, abs=1e-12)
+    u = fastpid.union_information(P, sources=3, tol=1e-10)
+    assert float(u.synergy) == pytest.approx(1.0, abs=GATE_TOL) and float(u.union) == pytest.approx(0.0, abs=GATE_TOL)
+
+
+def test_two_sources_union_is_decompose():
+    rng = np.random.default_rng(2)
+    P = np.stack([FAMILIES3["lifted_structured"](rng, 4, 5, 1, 3)[:, :, 0] for _ in range(6)])
+    r = fastpid.decompose(P)
+    u = fastpid.union_information(P, sources=2)
+    # the same solver's values: equal up to the rounding of the informations' evaluation
+    np.testing.assert_allclose(u.union, r.redundancy + r.unique1 + r.unique2, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(u.synergy, r.synergy, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(u.iterations, r.iterations)
+    assert (np.abs(u.bound - r.bound) <= 1e-14).all()
+    np.testing.assert_allclose(u.mi_sources, np.stack([r.mi_x1, r.mi_x2], -1), atol=1e-14)
+
+
+def test_identities_on_every_family():
+    rng = np.random.default_rng(3)
+    for name, family in FAMILIES3.items():
+        for _ in range(3):
+            shape = tuple(int(n) for n in rng.integers(2, 6, 3)) + (int(rng.integers(2, 6)),)
+            P = family(rng, *shape)
+            r = fastpid.decompose(P, sources=3)
+            assert bool(r.converged) and float(r.bound) <= 1e-7, (name, shape)
+            total = sum(float(getattr(r, t)) for t in TERMS3)
+            assert total == pytest.approx(float(r.mi_joint), abs=1e-12), name
+            # I(Xi;Y) = redundancy + unique_i + the two shared terms of i
+            for i, (a, b) in enumerate((("shared12", "shared13"), ("shared12", "shared23"), ("shared13", "shared23"))):
+                parts = float(r.redundancy) + float(getattr(r, f"unique{i + 1}")) + float(getattr(r, a)) + float(getattr(r, b))
+                assert parts == pytest.approx(float(getattr(r, f"mi_x{i + 1}")), abs=1e-12), (name, i)
+            # synergy and the unique terms are differences of nested maxima: never below 0
+            for t in ("synergy", "unique1", "unique2", "unique3"):
+                assert float(getattr(r, t)) >= -float(r.bound), (name, t)
+
+
+def test_a_constant_third_source_gives_the_bivariate_decomposition():
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        P2 = FAMILIES3["lifted_structured"](rng, 4, 3, 1, 3)[:, :, 0]
+        P = np.zeros((4, 3, 2, 3))
+        P[:, :, 1] = P2
+        r, pid = fastpid.decompose(P, sources=3), fastpid.decompose(P2)
+        slack = float(r.bound + pid.bound)
+        for three, two in (("synergy", "synergy"), ("unique1", "unique1"), ("unique2", "unique2"), ("shared12", "redundancy")):
+            assert abs(float(getattr(r, three)) - float(getattr(pid, two))) <= slack, three
+        for t in ("unique3", "shared13", "shared23", "redundancy"):
+            assert abs(float(getattr(r, t))) <= slack, t
+
+
+def test_permuting_sources_permutes_the_terms():
+    rng = np.random.default_rng(5)
+    P = FAMILIES3["lifted_dense"](rng, 3, 4, 2, 3)
+    base = fastpid.decompose(P, sources=3)
+    for perm in itertools.permutations(range(3)):
+        r = fastpid.decompose(P.transpose(perm + (3,)), sources=3)
+        # new source j is old source perm[j]
+        def old(term):
+            if term.startswith("unique"):
+                return f"unique{perm[int(term[-1]) - 1] + 1}"
+            if term.startswith("shared"):
+                pair = sorted(perm[int(c) - 1] + 1 for c in term[-2:])
+                return f"shared{pair[0]}{pair[1]}"
+            return term
+        for t in TERMS3:
+            assert float(getattr(r, t)) == pytest.approx(float(getattr(base, old(t))), abs=float(r.bound + base.bound)), (perm, t)
+
+
+def test_batches_and_units():
+    rng = np.random.default_rng(6)
+    P = np.stack([FAMILIES3["function3_majority"](rng, 3, 3, 3, 3) for _ in range(6)]).reshape(2, 3, 3, 3, 3, 3)
+    r = fastpid.decompose(P, sources=3)
+    assert r.batch_shape == (2, 3) and r.bound.shape == (2, 3) and r.converged.all()
+    one = fastpid.decompose(P[1, 2], sources=3)
+    assert float(r.synergy[1, 2]) == pytest.approx(float(one.synergy), abs=1e-12)
+    nats = fastpid.decompose(P, sources=3, base=math.e)
+    np.testing.assert_allclose(nats.synergy, r.synergy * math.log(2), atol=1e-12)
+    assert nats.unit == "nats" and r.unit == "bits"
+    counts = P * 1000
+    np.testing.assert_allclose(fastpid.decompose(counts, sources=3, normalize=True).synergy, r.synergy, atol=1e-9)
+    assert "PID3Result" in repr(r) and set(TERMS3) <= set(r.to_dict())
+
+
+def test_float32_bound_covers_the_rounding_of_the_returned_terms():
+    rng = np.random.default_rng(7)
+    for name in ("function3_sum", "duplicate3", "lifted_near_deterministic"):
+        P = FAMILIES3[name](rng, 5, 4, 3, 6)
+        exact = fastpid.decompose(P, sources=3, tol=1e-11)
+        single = fastpid.decompose(P.astype(np.float32), sources=3)
+        assert single.synergy.dtype == np.float32 and single.bound.dtype == np.float32
+        for t in TERMS3:
+            assert abs(float(getattr(single, t)) - float(getattr(exact, t))) <= float(single.bound) + float(exact.bound), (name, t)
+
+
+def test_union_of_more_sources_never_falls():
+    rng = np.random.default_rng(8)
+    P = rng.dirichlet(np.full(3**4 * 2, 0.5)).reshape(3, 3, 3, 3, 2)
+    four = fastpid.union_information(P, sources=4)
+    three = fastpid.union_information(P.sum(axis=3), sources=3)
+    assert bool(four.converged) and four.mi_sources.shape == (4,)
+    assert float(four.union) >= float(three.union) - float(four.bound + three.bound)
+    assert float(four.synergy) >= -float(four.bound)
+    five = fastpid.union_information(rng.dirichlet(np.ones(2**5 * 3)).reshape(2, 2, 2, 2, 2, 3), sources=5)
+    assert bool(five.converged) and 0 <= float(five.union) <= float(five.mi_joint) + 1e-9
+
+
+def test_bad_input_is_refused_with_reasons():
+    P = gate3(lambda a, b, c: a ^ b ^ c)
+    with pytest.raises(ValueError, match="sources must be 2 or 3"):
+        fastpid.decompose(P, sources=4)
+    with pytest.raises(ValueError, match="union_information"):
+        fastpid.decompose(P, sources=4)
+    with pytest.raises(ValueError, match="at least 4 dimensions"):
+        fastpid.decompose(P[0], sources=3)
+    with pytest.raises(ValueError, match="return_coupling"):
+        fastpid.decompose(P, sources=3, return_coupling=True)
+    with pytest.raises(ValueError, match="method must be one of"):
+        fastpid.decompose(P, sources=3, method="proxy")
+    with pytest.raises(ValueError, match="sources must be"):
+        fastpid.union_information(P, sources=1)
+    with pytest.raises(ValueError, match="sources must be"):
+        fastpid.union_information(P, sources=True)
+    bad = np.stack([P, P])
+    bad[1, 0, 0, 0, 0] = -0.1
+    with pytest.raises(ValueError, match=r"P\[1\].*negative"):
+        fastpid.decompose(bad, sources=3)
+    with pytest.raises(ValueError, match="not normalised"):
+        fastpid.union_information(P * 2, sources=3)
+    # (100 + 100 + 2) * 41 = 8,282 alphas where every label occurs (P[1]); 202 where one does
+    many = np.stack([np.full((100, 100, 2, 41), 1 / 820000)] * 2)
+    many[0] = 0
+    many[0, ..., 0] = 1 / 20000
+    with pytest.raises(ValueError, match=r"P\[1\] \(batch index 1\): the 3-source problem's Newton system would have order 8,282"):
+        fastpid.union_information(many, sources=3, max_iter=0)
+
+
+def test_bound_is_honest_against_the_cvxpy_reference():
+    pytest.importorskip("cvxpy")
+    from fastpid.reference import decompose3_cvxpy
+
+    rng = np.random.default_rng(9)
+    slack = 2e-6  # bits: the reference's own accuracy on these programs
+    for name, family in FAMILIES3.items():
+        shape = tuple(int(n) for n in rng.integers(2, 4, 3)) + (int(rng.integers(2, 4)),)
+        P = family(rng, *shape)
+        ref = decompose3_cvxpy(P)
+        if ref["status"] != "optimal":
+            continue
+        r = fastpid.decompose(P, sources=3)
+        for t in TERMS3:
+            assert abs(float(getattr(r, t)) - ref[t]) <= float(r.bound) + slack, (name, shape, t)
+
+
+def test_four_sources_against_the_cvxpy_reference():
+    pytest.importorskip("cvxpy")
+    from fastpid.reference import union_information_cvxpy
+
+    rng = np.random.default_rng(10)
+    for concentration in (1.0, 0.2):
+        P = rng.dirichlet(np.full(3**4 * 2, concentration)).reshape(3, 3, 3, 3, 2)
+        ref = union_information_cvxpy(P)
+        u = fastpid.union_information(P, sources=4)
+        assert abs(float(u.union) - ref["union"]) <= float(u.bound) + 2e-6
+        assert abs(float(u.synergy) - ref["synergy"]) <= float(u.bound) + 2e-6
+
+
+# --- torch ---------------------------------------------------------------------------------
+
+def test_torch_gradients_are_the_envelope_derivatives():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    P0 = rng.dirichlet(np.full(3 * 3 * 2 * 3, 5.0)).reshape(3, 3, 2, 3)  # no tiny entries: finite differences hold
+    P = torch.tensor(P0, requires_grad=True)
+    r = fastpid.decompose(P, sources=3, tol=1e-12, base=math.e)
+    assert r.synergy.dtype == torch.float64 and r.bound.shape == ()
+    eps = 1e-6
+    for t in TERMS3:
+        (grad,) = torch.autograd.grad(getattr(r, t), P, retain_graph=True)
+        direction = rng.normal(size=P0.shape)
+        direction -= direction.mean()  # along the simplex
+
+        def value(Q):
+            return float(getattr(fastpid.decompose(Q, sources=3, tol=1e-13, base=math.e), t))
+
+        numeric = (value(P0 + eps * direction) - value(P0 - eps * direction)) / (2 * eps)
+        assert float((grad.numpy() * direction).sum()) == pytest.approx(numeric, abs=2e-6), t
+    u = fastpid.union_information(P, sources=3, tol=1e-12, base=math.e)
+    (grad,) = torch.autograd.grad(u.union, P)
+    direction = rng.normal(size=P0.shape)
+    direction -= direction.mean()
+    numeric = (float(fastpid.union_information(P0 + eps * direction, sources=3, tol=1e-13, base=math.e).union)
+               - float(fastpid.union_information(P0 - eps * direction, sources=3, tol=1e-13, base=math.e).union)) / (2 * eps)
+    assert float((grad.numpy() * direction).sum()) == pytest.approx(numeric, abs=2e-6)
+
+
+def test_torch_results_match_numpy_and_keep_dtype():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    P = np.stack([FAMILIES3["lifted_histogram"](rng, 4, 3, 3, 4) for _ in range(3)])
+    got = fastpid.decompose(torch.tensor(P, dtype=torch.float32), sources=3)
+    want = fastpid.decompose(P.astype(np.float32), sources=3)
+    assert got.synergy.dtype == torch.float32 and got.converged.dtype == torch.bool
+    for t in TERMS3 + ("bound",):
+        np.testing.assert_allclose(getattr(got, t).numpy(), getattr(want, t), rtol=0, atol=1e-6)
+    zero = np.zeros_like(P[0])
+    zero[..., 0] = 1 / zero[..., 0].size
+    grad_ok = torch.tensor(zero, requires_grad=True)
+    r = fastpid.decompose(grad_ok, sources=3)  # deterministic Y: every entry but label 0 is zero
+    r.synergy.backward()
+    assert torch.isfinite(grad_ok.grad).all() and (grad_ok.grad[..., 1:] == 0).all()
