@@ -75,6 +75,7 @@ bool cholesky(std::vector<double>& a, int m) {
   for (int j = 0; j < m; ++j) {
     double* rj = &a[int64_t(j) * m];
     double d = rj[j];
+#pragma omp simd reduction(- : d)
     for (int p = 0; p < j; ++p) d -= rj[p] * rj[p];
     if (!(d > 0)) return false;
     d = std::sqrt(d);
@@ -83,6 +84,7 @@ bool cholesky(std::vector<double>& a, int m) {
     for (int i = j + 1; i < m; ++i) {
       double* ri = &a[int64_t(i) * m];
       double s = ri[j];
+#pragma omp simd reduction(- : s)
       for (int p = 0; p < j; ++p) s -= ri[p] * rj[p];
       ri[j] = s * inv;
     }
@@ -110,9 +112,11 @@ class UnionSolver {
     const int ny = ny_;
     marg_.assign(pr.full, 0.0);
     pos_.resize(pr.cells * k_);
+    value_.resize(pr.cells * k_);
     for (int64_t c = 0; c < pr.cells; ++c)
       for (int i = 0; i < k_; ++i) {
         const int xi = int((c / pr.stride[i]) % pr.n[i]);
+        value_[c * k_ + i] = xi;
         pos_[c * k_ + i] = pr.offset[i] + xi * ny;
         for (int y = 0; y < ny; ++y) marg_[pos_[c * k_ + i] + y] += p[c * ny + y];
       }
@@ -139,7 +143,6 @@ class UnionSolver {
     g_.assign(pr.cells, kNegInf);
     g_work_.assign(pr.cells, kNegInf);
     soft_.assign(pr.cells * ny, 0.0);
-    soft_work_.assign(pr.cells * ny, 0.0);
     start();
   }
 
@@ -197,10 +200,11 @@ class UnionSolver {
       }
       double sum = 0;
       double* sc = &soft[c * ny];
-      for (int y = 0; y < ny; ++y) sum += (sc[y] = std::exp(zz[y] - top));
+#pragma omp simd reduction(+ : sum)
+      for (int y = 0; y < ny; ++y) sum += (sc[y] = simd_exp(zz[y] - top));  // 0 where zz is -inf
       const double inv = 1.0 / sum;
       for (int y = 0; y < ny; ++y) sc[y] *= inv;
-      g[c] = top + std::log(sum);
+      g[c] = top + simd_log(sum);
       if (feasible_only && !(g[c] < 0)) return false;
     }
     return true;
@@ -242,31 +246,36 @@ class UnionSolver {
     m_cell_.assign(pr_.cells, 0.0);
     for (int64_t c = 0; c < pr_.cells; ++c)
       if (g_[c] != kNegInf) m_cell_[c] = std::exp(g_[c]);
-    lower_to_slack(alpha_, kStartSlack);
+    raise_to_slack(alpha_, g_, 1, -kStartSlack);
     evaluate(alpha_, false, g_, soft_);
     s_cell_.assign(pr_.cells, 0.0);
     for (int64_t c = 0; c < pr_.cells; ++c)
       if (g_[c] != kNegInf) s_cell_[c] = -g_[c];
   }
 
-  // Every source's alphas at each value moved by the slack of its tightest cell less `slack`:
-  // with slack 0 the raise of the certificate, which keeps the point feasible and only raises
-  // the dual value.
-  void lower_to_slack(std::vector<double>& a, double slack) {
+  // The alphas of each of the first `sources` sources, value by value, moved so that the
+  // tightest cell of that value has g = `slack`, in turn; g holds the cells' g at a and is
+  // kept so (moving alpha_i(xi, .) by d moves g of every cell with that xi by d: no exp is
+  // needed). With slack 0 and every source, the raise of the certificate: the point stays
+  // feasible and its dual value only rises.
+  void raise_to_slack(std::vector<double>& a, std::vector<double>& g, int sources, double slack) {
     const int ny = ny_;
-    for (int i = 0; i < (slack > 0 ? 1 : k_); ++i) {
-      evaluate(a, false, g_work_, soft_work_);
-      std::vector<double> tightest(pr_.n[i], kNegInf);
+    for (int i = 0; i < sources; ++i) {
+      tightest_.assign(pr_.n[i], kNegInf);
       for (int64_t c = 0; c < pr_.cells; ++c) {
-        const int xi = int((c / pr_.stride[i]) % pr_.n[i]);
-        tightest[xi] = std::max(tightest[xi], g_work_[c]);
+        double& t = tightest_[value_[c * k_ + i]];
+        t = std::max(t, g[c]);
       }
-      for (int xi = 0; xi < pr_.n[i]; ++xi)
-        if (tightest[xi] != kNegInf)
-          for (int y = 0; y < ny; ++y) {
-            double& v = a[pr_.offset[i] + xi * ny + y];
-            if (v != kNegInf) v -= tightest[xi] + slack;
-          }
+      for (int xi = 0; xi < pr_.n[i]; ++xi) {
+        if (tightest_[xi] == kNegInf) continue;
+        tightest_[xi] -= slack;  // the move down
+        for (int y = 0; y < ny; ++y) {
+          double& v = a[pr_.offset[i] + xi * ny + y];
+          if (v != kNegInf) v -= tightest_[xi];
+        }
+      }
+      for (int64_t c = 0; c < pr_.cells; ++c)
+        if (g[c] != kNegInf) g[c] -= tightest_[value_[c * k_ + i]];
     }
   }
 
@@ -281,53 +290,66 @@ class UnionSolver {
     round_onto_marginals(q_);
     double f = 0;  // sum Q log Q(y|x)
     for (int64_t c = 0; c < pr_.cells; ++c) {
+      const double* qc = &q_[c * ny];
       double mass = 0;
-      for (int y = 0; y < ny; ++y) mass += q_[c * ny + y];
+      for (int y = 0; y < ny; ++y) mass += qc[y];
       if (mass <= 0) continue;
-      for (int y = 0; y < ny; ++y)
-        if (q_[c * ny + y] > 0) f += q_[c * ny + y] * std::log(q_[c * ny + y] / mass);
+      const double log_mass = simd_log(mass);
+      double cell = 0;
+#pragma omp simd reduction(+ : cell)
+      for (int y = 0; y < ny; ++y) cell += qc[y] > 0 ? qc[y] * (simd_log(qc[y]) - log_mass) : 0.0;
+      f += cell;
     }
     *entropy = -f;
     raised_ = alpha_;
-    lower_to_slack(raised_, 0.0);
+    g_work_ = g_;
+    raise_to_slack(raised_, g_work_, k_, 0.0);
     double d = 0;
     for (int v = 0; v < pr_.full; ++v)
       if (marg_[v] > 0) d += raised_[v] * marg_[v];
     *upper = -d;
   }
 
-  // Each label's slice onto its k marginals P(xi, y), exactly (see the file's comment).
-  void round_onto_marginals(std::vector<double>& q) const {
+  // Each label's slice onto its k marginals P(xi, y), exactly (see the file's comment); every
+  // pass goes over the cells in storage order, all labels at once.
+  void round_onto_marginals(std::vector<double>& q) {
     const int ny = ny_;
-    std::vector<double> have;
-    std::vector<std::vector<double>> deficit(k_);
-    for (int y = 0; y < ny; ++y) {
-      for (int i = 0; i < k_; ++i) {
-        have.assign(pr_.n[i], 0.0);
-        for (int64_t c = 0; c < pr_.cells; ++c) have[(c / pr_.stride[i]) % pr_.n[i]] += q[c * ny + y];
-        std::vector<double> scale(pr_.n[i]);
-        for (int xi = 0; xi < pr_.n[i]; ++xi) {
-          const double want = marg_[pr_.offset[i] + xi * ny + y];
-          scale[xi] = have[xi] > want ? want / have[xi] : 1.0;
-        }
-        for (int64_t c = 0; c < pr_.cells; ++c) q[c * ny + y] *= scale[(c / pr_.stride[i]) % pr_.n[i]];
-      }
-      double mass = 0;
-      for (int i = 0; i < k_; ++i) {
-        have.assign(pr_.n[i], 0.0);
-        for (int64_t c = 0; c < pr_.cells; ++c) have[(c / pr_.stride[i]) % pr_.n[i]] += q[c * ny + y];
-        deficit[i].resize(pr_.n[i]);
-        double total = 0;
-        for (int xi = 0; xi < pr_.n[i]; ++xi)
-          total += (deficit[i][xi] = std::max(0.0, marg_[pr_.offset[i] + xi * ny + y] - have[xi]));
-        if (i == 0) mass = total;
-      }
-      if (!(mass > 0)) continue;
-      const double norm = std::pow(mass, k_ - 1);
+    const auto marginal = [&](int i) {  // have_ = source i's marginal of q, (xi, y)
+      have_.assign(int64_t(pr_.n[i]) * ny, 0.0);
       for (int64_t c = 0; c < pr_.cells; ++c) {
+        double* h = &have_[int64_t(value_[c * k_ + i]) * ny];
+        const double* qc = &q[c * ny];
+        for (int y = 0; y < ny; ++y) h[y] += qc[y];
+      }
+    };
+    for (int i = 0; i < k_; ++i) {  // scale each marginal down to at most its target, in turn
+      marginal(i);
+      const double* want = &marg_[pr_.offset[i]];
+      for (int v = 0; v < pr_.n[i] * ny; ++v) have_[v] = have_[v] > want[v] ? want[v] / have_[v] : 1.0;
+      for (int64_t c = 0; c < pr_.cells; ++c) {
+        const double* scale = &have_[int64_t(value_[c * k_ + i]) * ny];
+        double* qc = &q[c * ny];
+        for (int y = 0; y < ny; ++y) qc[y] *= scale[y];
+      }
+    }
+    deficit_.resize(int64_t(k_) * pr_.full);
+    for (int i = 0; i < k_; ++i) {  // what each marginal lacks, (xi, y)
+      marginal(i);
+      const double* want = &marg_[pr_.offset[i]];
+      for (int v = 0; v < pr_.n[i] * ny; ++v) deficit_[pr_.offset[i] + v] = std::max(0.0, want[v] - have_[v]);
+    }
+    norm_.assign(ny, 0.0);  // per label: the deficit mass (source 0's) to the power k - 1
+    for (int x = 0; x < pr_.n[0]; ++x)
+      for (int y = 0; y < ny; ++y) norm_[y] += deficit_[x * ny + y];
+    for (int y = 0; y < ny; ++y) norm_[y] = norm_[y] > 0 ? std::pow(norm_[y], k_ - 1) : 0.0;
+    for (int64_t c = 0; c < pr_.cells; ++c) {
+      const int* pc = &pos_[c * k_];
+      double* qc = &q[c * ny];
+      for (int y = 0; y < ny; ++y) {
+        if (!(norm_[y] > 0)) continue;
         double add = 1.0;
-        for (int i = 0; i < k_ && add > 0; ++i) add *= deficit[i][(c / pr_.stride[i]) % pr_.n[i]];
-        if (add > 0) q[c * ny + y] += add / norm;
+        for (int i = 0; i < k_ && add > 0; ++i) add *= deficit_[pc[i] + y];
+        if (add > 0) qc[y] += add / norm_[y];
       }
     }
   }
@@ -379,7 +401,8 @@ class UnionSolver {
   void direction(double target, const std::vector<double>* corr, std::vector<double>& dalpha, std::vector<double>& ds,
                  std::vector<double>& dm) {
     const int ny = ny_;
-    std::vector<double> b(m_, 0.0);
+    std::vector<double>& b = rhs_;
+    b.assign(m_, 0.0);
     for (int v = 0; v < pr_.full; ++v)
       if (index_[v] >= 0) b[index_[v]] = marg_[v];
     for (int64_t c = 0; c < pr_.cells; ++c) {
@@ -484,14 +507,16 @@ class UnionSolver {
   std::vector<double> marg_;     // P(xi, y) of every source, at the alphas' positions
   std::vector<double> py_;       // P(y)
   std::vector<int> pos_;         // cell x, source i -> position of alpha_i(xi, 0)
+  std::vector<int> value_;       // cell x, source i -> xi
   std::vector<int> index_;       // full position -> Newton variable (-1: fixed or excluded)
   std::vector<int> pinned_;      // (source, label) -> the value held at 0 (-1: none)
   int m_ = 0;
   double mu_floor_ = 0;
   int recentred_ = 0;
   std::vector<double> alpha_, raised_, g_, soft_, m_cell_, s_cell_;
-  std::vector<double> g_work_, soft_work_, trial_, q_;
-  std::vector<double> hess_, saved_, diagonal_, dalpha_, ds_, dm_, corr_;
+  std::vector<double> g_work_, q_;
+  std::vector<double> hess_, saved_, diagonal_, dalpha_, ds_, dm_, corr_, rhs_;
+  std::vector<double> tightest_, have_, deficit_, norm_;  // the certificate's scratch
 };
 
 }  // namespace
