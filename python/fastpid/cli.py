@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__, build_info, decompose
 from .families import gates, histogram
+from .result import TERMS3, PID3Result
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES = f"""exit codes: {EXIT_OK} done; {EXIT_NOT_CONVERGED} done, but a distribution stopped short of --tol (its
@@ -40,20 +41,25 @@ def _check_histogram_size(shape, what: str) -> None:
                          f"the {MAX_HISTOGRAM_BYTES >> 30} GiB this command builds; are the codes right?")
 
 ATOM_COLUMNS = ("redundancy", "unique1", "unique2", "synergy", "mi_joint", "bound")
+TERM_COLUMNS = TERMS3 + ("mi_joint", "bound")  # --sources 3
 
 
-def _table(rows, names):
-    head = f"{'':<12}" + "".join(f"{c:>12}" for c in ATOM_COLUMNS) + f"{'iters':>7}{'converged':>11}"
+def _columns_of(result):
+    return TERM_COLUMNS if isinstance(result, PID3Result) else ATOM_COLUMNS
+
+
+def _table(rows, names, columns=ATOM_COLUMNS):
+    head = f"{'':<12}" + "".join(f"{c:>12}" for c in columns) + f"{'iters':>7}{'converged':>11}"
     lines = [head]
     for name, r in zip(names, rows):
-        vals = "".join(f"{float(r[c]):>12.6f}" if c != "bound" else f"{float(r[c]):>12.1e}" for c in ATOM_COLUMNS)
+        vals = "".join(f"{float(r[c]):>12.6f}" if c != "bound" else f"{float(r[c]):>12.1e}" for c in columns)
         lines.append(f"{name:<12}{vals}{int(r['iterations']):>7}{'yes' if r['converged'] else 'NO':>11}")
     return "\n".join(lines)
 
 
 def _rows(result):
     n = int(np.prod(result.batch_shape)) if result.batch_shape else 1
-    fields = {c: np.asarray(getattr(result, c)).reshape(n) for c in ATOM_COLUMNS + ("iterations", "converged")}
+    fields = {c: np.asarray(getattr(result, c)).reshape(n) for c in _columns_of(result) + ("iterations", "converged")}
     return [{c: fields[c][i] for c in fields} for i in range(n)]
 
 
@@ -92,13 +98,13 @@ def demo(args) -> int:
     return _report_convergence(r, args.tol, "bits")
 
 
-def _load(path: str) -> np.ndarray:
+def _load(path: str, sources: int = 2) -> np.ndarray:
     if not path.endswith((".npy", ".npz", ".csv")):
-        raise UsageError(f"unsupported file type: {path} (use .npy, .npz or .csv of x1,x2,y,count rows)")
+        raise UsageError(f"unsupported file type: {path} (use .npy, .npz or .csv of {_csv_fields(sources)} rows)")
     if not os.path.isfile(path):
         raise UsageError(f"cannot read {path}: no such file")
     if path.endswith(".csv"):
-        return _counts_csv(path)
+        return _counts_csv(path, sources)
     try:
         if path.endswith(".npy"):
             return np.load(path)
@@ -141,47 +147,57 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _counts_csv(path: str) -> np.ndarray:
-    # rows of "x1,x2,y,count" with integer x1, x2, y >= 0 (a header line is allowed); the
-    # counts are normalised by decompose_file
+def _csv_fields(sources: int) -> str:
+    return ",".join([f"x{i + 1}" for i in range(sources)] + ["y", "count"])
+
+
+def _counts_csv(path: str, sources: int = 2) -> np.ndarray:
+    # rows of "x1,x2,y,count" (x1,x2,x3,y,count with --sources 3) with integer codes >= 0 (a
+    # header line is allowed); the counts are normalised by decompose_file
     rows = _read_csv(path)
     if not all(_is_number(c) for c in rows[0]):
         rows = rows[1:]
-    if not rows or len(rows[0]) != 4:
-        raise ValueError(f"{path}: expected rows of x1,x2,y,count (4 columns), got {len(rows[0]) if rows else 0}")
+    width = sources + 2
+    if not rows or len(rows[0]) != width:
+        got = len(rows[0]) if rows else 0
+        hint = f"; rows of {_csv_fields(got - 2)} need --sources {got - 2}" if got - 2 in (2, 3) and got != width else ""
+        raise ValueError(f"{path}: expected rows of {_csv_fields(sources)} ({width} columns), got {got}{hint}")
     try:
         data = np.array([[float(c) for c in row] for row in rows])
     except ValueError as err:
         raise ValueError(f"{path}: non-numeric field ({err})") from None
-    idx = data[:, :3]
+    idx = data[:, :-1]
     if np.any(idx < 0) or np.any(idx != np.round(idx)) or np.any(idx >= 2**62):
-        raise ValueError(f"{path}: x1, x2 and y must be integers >= 0")
-    if np.any(data[:, 3] < 0) or not np.all(np.isfinite(data[:, 3])):
+        raise ValueError(f"{path}: {', '.join(_csv_fields(sources).split(',')[:-1])} must be integers >= 0")
+    if np.any(data[:, -1] < 0) or not np.all(np.isfinite(data[:, -1])):
         raise ValueError(f"{path}: counts must be finite and >= 0")
     idx = idx.astype(np.int64)
     shape = tuple(int(n) for n in idx.max(axis=0) + 1)
     _check_histogram_size(shape, f"{path}: its largest codes {tuple(n - 1 for n in shape)}")
     P = np.zeros(shape)
-    np.add.at(P, tuple(idx.T), data[:, 3])
+    np.add.at(P, tuple(idx.T), data[:, -1])
     return P
 
 
 def decompose_file(args) -> int:
-    P = _load(args.file)
+    if args.sources == 3 and args.method == "proxy":
+        raise UsageError("--method proxy is for two sources; with --sources 3 use auto, exact or refine")
+    P = _load(args.file, args.sources)
     # a .csv holds counts: normalised here; arrays are taken as given unless --normalize
     normalize = args.normalize or args.file.endswith(".csv")
     try:
         r = decompose(P, method=args.method, tol=args.tol, normalize=normalize, base=2 if args.unit == "bits" else np.e,
-                      threads=args.threads)
+                      threads=args.threads, sources=args.sources)
     except ValueError as err:  # in the command's own terms
-        raise UsageError(f"{args.file}: " + str(err).replace("pass normalize=True", "pass --normalize")) from None
+        raise UsageError(f"{args.file}: " + str(err).replace("pass normalize=True", "pass --normalize")
+                         .replace("return_coupling is not available with sources=3", "")) from None
     if args.json:
         json.dump(r.to_dict(), sys.stdout, indent=2)
         print()
     else:
         rows = _rows(r)
         print(f"unit: {r.unit}; method: {r.method}; tol: {args.tol:g}")
-        print(_table(rows, [str(i) for i in range(len(rows))] if r.batch_shape else ["P"]))
+        print(_table(rows, [str(i) for i in range(len(rows))] if r.batch_shape else ["P"], _columns_of(r)))
     return _report_convergence(r, args.tol, r.unit)
 
 
@@ -235,19 +251,22 @@ def estimate_file(args) -> int:
     header, rows = rows[0], rows[1:]
     if not rows:
         raise UsageError(f"{args.file}: a header and no samples")
-    c1, c2, cy = (_columns(header, spec, args.file, flag) for spec, flag in ((args.x1, "--x1"), (args.x2, "--x2"), (args.y, "--y")))
+    flags = {"--x1": args.x1, "--x2": args.x2} if args.x3 is None else {"--x1": args.x1, "--x2": args.x2, "--x3": args.x3}
+    cy = _columns(header, args.y, args.file, "--y")
     if len(cy) != 1:
         raise UsageError(f"--y names one column, got {args.y!r}")
-    x1, x2 = _source(rows, c1, args, "--x1"), _source(rows, c2, args, "--x2")
-    if args.clusters_given and x1.ndim == 1 and x2.ndim == 1:
-        raise UsageError(f"--clusters needs numeric columns: neither --x1 nor --x2 of {args.file} is numeric")
+    xs = [_source(rows, _columns(header, spec, args.file, flag), args, flag) for flag, spec in flags.items()]
+    if args.clusters_given and all(x.ndim == 1 for x in xs):
+        which = "neither --x1 nor --x2" if len(flags) == 2 else f"none of {', '.join(flags)}"
+        raise UsageError(f"--clusters needs numeric columns: {which} of {args.file} is numeric")
     _, y = np.unique(np.array([row[cy[0]] for row in rows]), return_inverse=True)
-    sizes = [args.clusters if x.ndim == 2 else int(x.max()) + 1 for x in (x1, x2)] + [int(y.max()) + 1]
-    _check_histogram_size(sizes, f"{args.file}: --x1, --x2 and --y")
+    sizes = [args.clusters if x.ndim == 2 else int(x.max()) + 1 for x in xs] + [int(y.max()) + 1]
+    _check_histogram_size(sizes, f"{args.file}: {', '.join(flags)} and --y")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            est = estimate(x1, x2, y.reshape(-1).astype(np.int64), bias_correction=None if args.correction == "none" else args.correction,
+            est = estimate(xs[0], xs[1], y.reshape(-1).astype(np.int64), x3=xs[2] if len(xs) == 3 else None,
+                           bias_correction=None if args.correction == "none" else args.correction,
                            bootstrap=args.bootstrap, confidence=args.confidence, clusters=args.clusters, seed=args.seed,
                            base=2 if args.unit == "bits" else np.e, threads=args.threads)
         except ValueError as err:
@@ -256,7 +275,8 @@ def estimate_file(args) -> int:
     for w in caught:
         print(f"fastpid: warning: {w.message}", file=sys.stderr)
     if args.json:
-        json.dump({"file": args.file, "x1": args.x1, "x2": args.x2, "y": args.y, **est.to_dict()}, sys.stdout, indent=2)
+        named = {flag[2:]: spec for flag, spec in flags.items()}
+        json.dump({"file": args.file, **named, "y": args.y, **est.to_dict()}, sys.stdout, indent=2)
         print()
     else:
         print(est)
@@ -289,8 +309,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-7, help="certified accuracy of every atom, in bits (default 1e-7)")
     p.add_argument("--seed", type=int, default=0, help="seed of the histograms (default 0)")
     p.set_defaults(run=demo)
-    p = command("decompose", "decompose P(X1,X2,Y) from a .npy/.npz array (..., n1, n2, ny) or a .csv of x1,x2,y,count rows")
+    p = command("decompose", "decompose P(X1,X2,Y) from a .npy/.npz array (..., n1, n2, ny) or a .csv of x1,x2,y,count rows "
+                             "(with --sources 3: P(X1,X2,X3,Y), (..., n1, n2, n3, ny) or x1,x2,x3,y,count rows)")
     p.add_argument("file", help="a .npy or .npz array of probabilities (leading axes are a batch), or a .csv of counts")
+    p.add_argument("--sources", type=int, default=2, choices=[2, 3],
+                   help="2 (default: BROJA's redundancy, unique and synergy) or 3 (the eight terms of the trivariate "
+                        "maximum-entropy decomposition; see README 'More than two sources')")
     p.add_argument("--method", default="auto", choices=["auto", "exact", "refine", "proxy"],
                    help="solver: auto (default: exact or refine, whichever is predicted faster), exact (interior point), "
                         "refine (iterative scaling + Newton; large alphabets), proxy (closed form, certified but not optimal)")
@@ -303,6 +327,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a .csv file with a header row and one row per sample")
     p.add_argument("--x1", required=True, help="column(s) of the first source, comma-separated")
     p.add_argument("--x2", required=True, help="column(s) of the second source, comma-separated")
+    p.add_argument("--x3", default=None, help="column(s) of a third source: the eight terms of the trivariate decomposition "
+                                               "are estimated (README 'More than two sources')")
     p.add_argument("--y", required=True, help="the target column")
     p.add_argument("--clusters", type=int, default=None,
                    help="k-means clusters for a source of numeric features (two or more numeric columns, or one of "

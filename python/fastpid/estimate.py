@@ -53,13 +53,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ._backend import is_torch
 from .core import decompose
-from .result import ATOMS, PIDResult
+from .result import ATOMS, INFORMATIONS3, TERMS3, PID3Result, PIDResult
 
 CORRECTIONS = ("extrapolation", "jackknife", "bootstrap", "shuffle", None)
 MIN_SAMPLES_PER_CELL = 5.0
@@ -175,8 +175,13 @@ def min_samples(bias_correction: Optional[str], groups: int) -> int:
 
 def joint_histogram(c1, c2, y, shape) -> np.ndarray:
     """Counts of (c1, c2, y) triples as an array of ``shape``."""
+    return _histogram((c1, c2, y), shape)
+
+
+def _histogram(codes, shape) -> np.ndarray:
+    """Counts of the tuples of ``codes`` (one array of codes per axis) as an array of ``shape``."""
     counts = np.zeros(shape)
-    np.add.at(counts, (c1, c2, y), 1.0)
+    np.add.at(counts, tuple(codes), 1.0)
     return counts
 
 
@@ -196,7 +201,7 @@ def _split(rng, counts: np.ndarray, parts: int) -> List[np.ndarray]:
 
 
 class _Estimator:
-    """An estimator of the four atoms from a count array, written as the count arrays it needs
+    """An estimator of the atoms (or terms) from a count array, written as the count arrays it needs
     decomposed (``pieces``) and how their atoms combine, so that many evaluations (jackknife
     replicates) go to the solver in one batched call."""
 
@@ -279,6 +284,9 @@ def _jackknife(rng, counts, groups: int, estimator: _Estimator, solve):
 class Estimate:
     """Result of :func:`estimate`.
 
+    With three sources (``estimate(..., x3=...)``) the atoms are the eight terms of
+    :class:`~fastpid.result.PID3Result` (``terms`` names them).
+
     Attributes:
         values: atom -> the estimate (bias-corrected as ``bias_correction`` says; the plug-in
             value when it is None).
@@ -288,8 +296,10 @@ class Estimate:
             bootstrap resamples); empty when not computed.
         bias_correction: the correction applied (None for the plug-in).
         confidence: the nominal coverage of ``intervals``.
-        pid: decomposition of the plug-in joint distribution (all measures, uncorrected).
-        joint: the joint distribution P(X1, X2, Y) it was computed from (n1, n2, ny).
+        pid: decomposition of the plug-in joint distribution (all measures, uncorrected): a
+            PIDResult, or a PID3Result with three sources.
+        joint: the joint distribution P(X1, X2, Y) it was computed from (n1, n2, ny), or
+            P(X1, X2, X3, Y) (n1, n2, n3, ny).
         samples: number of samples.
         occupied_cells: cells (x1, x2, y) of the histogram with at least one sample.
         samples_per_cell: samples / occupied_cells.
@@ -308,9 +318,9 @@ class Estimate:
             certified bound.
     """
 
-    pid: PIDResult
+    pid: Union[PIDResult, PID3Result]
     joint: np.ndarray
-    discretisers: Tuple[Optional[Discretiser], Optional[Discretiser]]
+    discretisers: Tuple[Optional[Discretiser], ...]
     values: Dict[str, float] = field(default_factory=dict)
     intervals: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     standard_errors: Dict[str, float] = field(default_factory=dict)
@@ -320,16 +330,21 @@ class Estimate:
     occupied_cells: int = 0
     samples_per_cell: float = 0.0
     too_few_samples: bool = False
-    bootstrap: Optional[PIDResult] = field(default=None, repr=False)
+    bootstrap: Optional[Union[PIDResult, PID3Result]] = field(default=None, repr=False)
     shuffle_baseline: Dict[str, float] = field(default_factory=dict)
     corrected: Dict[str, float] = field(default_factory=dict)
     notes: Tuple[str, ...] = ()
     converged: bool = True
 
     @property
-    def shape(self) -> Tuple[int, int, int]:
-        """(n1, n2, ny) of the histogram."""
+    def shape(self) -> Tuple[int, ...]:
+        """(n1, n2, ny) of the histogram; (n1, n2, n3, ny) with three sources."""
         return tuple(self.joint.shape)
+
+    @property
+    def terms(self) -> Tuple[str, ...]:
+        """The names of the estimated atoms: ATOMS, or TERMS3 with three sources."""
+        return TERMS3 if isinstance(self.pid, PID3Result) else ATOMS
 
     def to_dict(self) -> dict:
         """Plain Python values for logging or JSON (the plug-in PID under "plug_in")."""
@@ -339,15 +354,14 @@ class Estimate:
             "confidence": self.confidence, "unit": self.pid.unit, "shape": list(self.shape), "samples": self.samples,
             "occupied_cells": self.occupied_cells, "samples_per_cell": self.samples_per_cell,
             "too_few_samples": self.too_few_samples, "converged": self.converged, "notes": list(self.notes),
-            "plug_in": {k: float(getattr(self.pid, k)) for k in ATOMS + ("mi_x1", "mi_x2", "mi_joint")},
+            "plug_in": {k: float(getattr(self.pid, k)) for k in self.terms + (INFORMATIONS3 if self.terms == TERMS3 else ("mi_x1", "mi_x2", "mi_joint"))},
         }
 
     def __repr__(self) -> str:
-        n1, n2, ny = self.shape
         how = f"{self.bias_correction}-corrected" if self.bias_correction else "plug-in"
-        lines = [f"Estimate({how}, {self.pid.unit}; {self.samples:,} samples, {n1}x{n2}x{ny} histogram, "
+        lines = [f"Estimate({how}, {self.pid.unit}; {self.samples:,} samples, {'x'.join(map(str, self.shape))} histogram, "
                  f"{self.samples_per_cell:.1f} per occupied cell{'  [too few samples]' if self.too_few_samples else ''})"]
-        for atom in ATOMS:
+        for atom in self.terms:
             line = f"  {atom:<10} {self.values[atom]:9.4f}"
             if atom in self.intervals:
                 lo, hi = self.intervals[atom]
@@ -363,9 +377,10 @@ def estimate(
     x1, x2, y, *, clusters: int = 20, components: int = 5, discretisers=(None, None),
     bias_correction: Optional[str] = "extrapolation", bootstrap: int = 0, confidence: float = 0.95,
     groups: int = 20, repeats: int = 2, shuffles: int = 20, seed: Optional[int] = 0, tol: float = 1e-7, base=2,
-    warn: bool = True, threads: Optional[int] = None, progress=None,
+    warn: bool = True, threads: Optional[int] = None, progress=None, x3=None,
 ) -> Estimate:
-    """PID of two sources and a target given as samples, with a bias correction and intervals.
+    """PID of two sources and a target given as samples (or of three: ``x3``), with a bias
+    correction and intervals.
 
     Args:
         x1, x2: per-sample categories (1-D: integers, whole-number floats, bools, strings,
@@ -388,16 +403,25 @@ def estimate(
             histogram (the ``too_few_samples`` field is set either way).
         threads, progress: as in :func:`fastpid.decompose`, for each of the batched solves
             (the resamples, jackknife groups and shuffles).
+        x3: a third source (as x1): the eight terms of the trivariate maximum-entropy
+            decomposition (``decompose(P, sources=3)``) are estimated, with the same
+            corrections and intervals; ``discretisers`` then has three entries.
     """
-    for name, x in (("x1", x1), ("x2", x2), ("y", y)):
+    sources = {"x1": x1, "x2": x2} if x3 is None else {"x1": x1, "x2": x2, "x3": x3}
+    for name, x in (*sources.items(), ("y", y)):
         if np.ma.isMaskedArray(x):
             raise ValueError(f"{name} is a masked array: drop the masked samples first (e.g. x[~x.mask] for each input)")
-    x1, x2, y = (x.detach().cpu().numpy() if is_torch(x) else x for x in (x1, x2, y))
+    sources = {name: x.detach().cpu().numpy() if is_torch(x) else x for name, x in sources.items()}
+    y = y.detach().cpu().numpy() if is_torch(y) else y
     if np.ndim(getattr(y, "array", y)) != 1:
         raise ValueError(f"y must be 1-D, one label per sample, got shape {np.shape(y)}")
     n = len(y)
-    if len(x1) != n or len(x2) != n:
-        raise ValueError(f"x1, x2 and y must have the same number of samples, got {len(x1)}, {len(x2)}, {n}")
+    if any(len(x) != n for x in sources.values()):
+        raise ValueError(f"{', '.join(sources)} and y must have the same number of samples, got "
+                         f"{', '.join(str(len(x)) for x in sources.values())}, {n}")
+    discretisers = tuple(discretisers) + (None,) * (len(sources) - len(tuple(discretisers)))
+    if len(discretisers) != len(sources):
+        raise ValueError(f"discretisers must have one entry per source ({len(sources)}), got {len(discretisers)}")
     if bias_correction not in CORRECTIONS:
         raise ValueError(f"bias_correction must be one of {CORRECTIONS}, got {bias_correction!r}")
     fewest = min_samples(bias_correction, groups)
@@ -411,23 +435,24 @@ def estimate(
     if groups < 2 or repeats < 1 or bootstrap < 0:
         raise ValueError("groups must be >= 2, repeats >= 1 and bootstrap >= 0")
     groups = min(groups, n)
-    c1, n1, d1 = _codes(x1, discretisers[0], clusters, components, seed, "x1")
-    c2, n2, d2 = _codes(x2, discretisers[1], clusters, components, seed, "x2")
+    coded = [_codes(x, d, clusters, components, seed, name) for (name, x), d in zip(sources.items(), discretisers)]
+    codes = [c for c, _, _ in coded]
     cy, n_labels = _category_codes(y, "y")
-    shape = (n1, n2, n_labels)
-    counts = joint_histogram(c1, c2, cy, shape)
+    shape = tuple(k for _, k, _ in coded) + (n_labels,)
+    counts = _histogram(codes + [cy], shape)
+    terms = ATOMS if x3 is None else TERMS3
     occupied = int(np.count_nonzero(counts))
     per_cell = n / occupied
 
     def atoms_of(r):
-        return np.stack([np.asarray(getattr(r, a), dtype=np.float64) for a in ATOMS], axis=-1)
+        return np.stack([np.asarray(getattr(r, a), dtype=np.float64) for a in terms], axis=-1)
 
     # Every internal solve goes through run(), which counts those that stopped short of tol
     # (after decompose's hand-off between its methods): Estimate.converged and a note say so.
     solves = {"total": 0, "short": 0, "worst_bound": 0.0}
 
     def run(batch):
-        r = decompose(batch, normalize=True, tol=tol, base=base, threads=threads, progress=progress)
+        r = decompose(batch, normalize=True, tol=tol, base=base, threads=threads, progress=progress, sources=len(sources))
         converged, bound = np.asarray(r.converged).ravel(), np.asarray(r.bound, dtype=np.float64).ravel()
         solves["total"] += converged.size
         solves["short"] += int((~converged).sum())
@@ -459,9 +484,9 @@ def estimate(
         half = t_quantile(0.5 + confidence / 2, groups - 1) * se
         lo, hi = value - half, value + half
     if bias_correction == "shuffle":
-        batch = np.stack([joint_histogram(c1, c2, rng.permutation(cy), shape) for _ in range(shuffles)])
+        batch = np.stack([_histogram(codes + [rng.permutation(cy)], shape) for _ in range(shuffles)])
         null = solve(batch).mean(0)
-        baseline = dict(zip(ATOMS, map(float, null)))
+        baseline = dict(zip(terms, map(float, null)))
         value = plug - null
         if lo is not None:  # the percentile interval, shifted by the same baseline
             lo, hi = lo - null, hi - null
@@ -477,17 +502,17 @@ def estimate(
         ratio = np.where(correction_bits > 1e-3, np.where(no_spread, np.inf, np.abs(plug - value) / np.maximum(plug_se, 1e-300)), 0.0)
         worst = int(np.argmax(ratio))
         if ratio[worst] > MAX_CORRECTION_IN_SE:
-            what = f"the bias correction of {ATOMS[worst]} ({plug[worst] - value[worst]:+.3g} {pid.unit}) is "
+            what = f"the bias correction of {terms[worst]} ({plug[worst] - value[worst]:+.3g} {pid.unit}) is "
             reasons.append(what + ("large while the plug-in's standard error is 0 (its resamples agree to the solver's tol)" if no_spread[worst]
                                    else f"{ratio[worst]:.1f} standard errors of the plug-in, more than {MAX_CORRECTION_IN_SE:g}"))
     too_few = bool(reasons)
     if too_few and warn:
         warnings.warn(
-            f"{n:,} samples over {occupied:,} occupied cells of the {n1}x{n2}x{n_labels} histogram: {'; '.join(reasons)}. "
+            f"{n:,} samples over {occupied:,} occupied cells of the {'x'.join(map(str, shape))} histogram: {'; '.join(reasons)}. "
             "The PID estimate is biased and its intervals are not trustworthy; use fewer clusters or more samples.",
             FewSamplesWarning, stacklevel=2)
     if lo is not None:
-        outside = [a for a, v, l, h in zip(ATOMS, value, lo, hi) if not l <= v <= h]
+        outside = [a for a, v, l, h in zip(terms, value, lo, hi) if not l <= v <= h]
         if outside and bias_correction == "bootstrap":
             notes.append(f"the corrected value of {', '.join(outside)} lies outside its basic bootstrap interval: the resamples "
                          "are skewed about the plug-in (atoms near 0 are); the default bias_correction='extrapolation' gives "
@@ -499,11 +524,11 @@ def estimate(
         notes.append(f"{solves['short']:,} of the {solves['total']:,} decompositions behind these numbers stopped short of tol "
                      f"{tol:g} (largest certified bound {solves['worst_bound']:.2g} {pid.unit}): the values can be off by up "
                      "to that much")
-    values = dict(zip(ATOMS, map(float, value)))
+    values = dict(zip(terms, map(float, value)))
     return Estimate(
-        pid, counts / n, (d1, d2), values,
-        {a: (float(l), float(h)) for a, l, h in zip(ATOMS, lo, hi)} if lo is not None else {},
-        dict(zip(ATOMS, map(float, se))) if se is not None else {},
+        pid, counts / n, tuple(d for _, _, d in coded), values,
+        {a: (float(l), float(h)) for a, l, h in zip(terms, lo, hi)} if lo is not None else {},
+        dict(zip(terms, map(float, se))) if se is not None else {},
         bias_correction, confidence, n, occupied, per_cell, too_few, boot, baseline,
         values if bias_correction else {}, tuple(notes), solves["short"] == 0,
     )
