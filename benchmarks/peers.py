@@ -103,6 +103,24 @@ def _paper(P):
     return decompose_fastpid_paper(P)[0]
 
 
+def _fastpid_three(P, **options):
+    import fastpid
+    from fastpid.result import TERMS3
+
+    r = fastpid.decompose(P, sources=3, **options)
+    return {**{t: float(getattr(r, t)) for t in TERMS3}, "bound": float(r.bound)}
+
+
+def _cvxpy_three(fallbacks):
+    def run(P):
+        from fastpid.reference import TERMS3, decompose3_cvxpy
+
+        r = decompose3_cvxpy(P, fallbacks=fallbacks)
+        return {**{t: float(r[t]) for t in TERMS3}, "status": r["status"]}
+
+    return run
+
+
 METHODS = {
     "fastpid exact": _fastpid("exact"),
     "fastpid refine": _fastpid("refine"),
@@ -114,6 +132,10 @@ METHODS = {
     "cvxpy ecos strong": _cvxpy("ECOS", "strong"),
     "dit broja": _dit,
     "fastpid paper": _paper,
+    # three sources (bench_three): the eight terms of the trivariate decomposition
+    "fastpid three": _fastpid_three,
+    "cvxpy clarabel three": _cvxpy_three(True),  # the reference: tight, with its fall-backs
+    "cvxpy clarabel three defaults": _cvxpy_three(False),  # one solve per program at Clarabel's defaults
 }
 REQUIRES = {"cvxpy": ("cvxpy",), "dit": ("dit",), "paper": ("torch",), "ecos": ("ecos",), "scs": ("scs",)}
 

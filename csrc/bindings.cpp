@@ -194,8 +194,11 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       "I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) in nats (batch, 4) of every distribution in P (batch, n1, n2, ny).");
   m.def(
       "union_cpu",
-      [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P, double tol, int max_iter, int threads) {
+      [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P,
+         const py::array_t<double, py::array::c_style | py::array::forcecast>& tol, int max_iter, int threads) {
         if (P.ndim() < 4) throw std::invalid_argument("expected an array of shape (batch, n1, ..., nk, ny) with k >= 2");
+        if (tol.size() != 1 && tol.size() != P.shape(0))
+          throw std::invalid_argument("tol must be one number or one per distribution");
         std::vector<int> dims;
         int full = 0;
         for (int a = 1; a < P.ndim(); ++a) dims.push_back(int(P.shape(a)));
@@ -208,11 +211,13 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
         uint8_t* c = converged.mutable_data();
         int32_t* it = iterations.mutable_data();
         const double* p = P.data();
+        std::vector<double> tols(size_t(batch), tol.size() ? tol.data()[0] : 0.0);
+        if (tol.size() == batch) std::copy(tol.data(), tol.data() + batch, tols.begin());
         bool interrupted = false;
         {
           py::gil_scoped_release release;
           try {
-            fastpid::union_cpu(p, batch, dims, tol, max_iter, v, b, c, it, d, threads);
+            fastpid::union_cpu(p, batch, dims, tols.data(), max_iter, v, b, c, it, d, threads);
           } catch (const fastpid::Interrupted&) {
             interrupted = true;
           }
@@ -229,7 +234,7 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("threads") = 0,
       "The k-source union problem of every distribution in P (batch, n1, ..., nk, ny), normalised: max H_Q(Y | X1..Xk) "
       "in nats of a feasible coupling, its certified bound, converged, the iterations and the dual point (batch, "
-      "sum_i ni * ny; -inf where left out); tol in nats.");
+      "sum_i ni * ny; -inf where left out); tol in nats, one number or one per distribution.");
   m.def(
       "input_totals",
       [](const Array& P) {

@@ -254,6 +254,39 @@ FAMILIES = {
     "structured": structured,  # a random kind of structured_case
 }
 
+def _gate3(fn, n=2):
+    """P(x1, x2, x3, y): uniform independent inputs on n values, y = fn(x1, x2, x3) (labels: the
+    distinct outputs in increasing order)."""
+    import itertools
+
+    grid = list(itertools.product(range(n), repeat=3))
+    labels = {v: k for k, v in enumerate(sorted({fn(*x) for x in grid}))}
+    P = np.zeros((n, n, n, len(labels)))
+    for x in grid:
+        P[x + (labels[fn(*x)],)] += 1.0 / n**3
+    return P
+
+
+def gates3() -> dict:
+    """Three-input gates whose trivariate maximum-entropy terms are known (bits): name -> (P,
+    the terms that are not 0). xor of three and X1 xor X2 (X3 irrelevant): 1 bit of synergy of
+    the three; copies of one, of all three (Y = (X1, X2, X3)), a bit three sources copy
+    (redundancy) and one only X1 and X2 copy (X3 independent: shared12)."""
+    three_copies = np.zeros((2, 2, 2, 2))
+    three_copies[0, 0, 0, 0] = three_copies[1, 1, 1, 1] = 0.5
+    two_copies = np.zeros((2, 2, 2, 2))
+    for y in range(2):
+        two_copies[y, y, :, y] = 0.25
+    return {
+        "xor3": (_gate3(lambda a, b, c: a ^ b ^ c), {"synergy": 1.0}),
+        "xor12": (_gate3(lambda a, b, c: a ^ b), {"synergy": 1.0}),
+        "copy1": (_gate3(lambda a, b, c: a), {"unique1": 1.0}),
+        "copy_all": (_gate3(lambda a, b, c: 4 * a + 2 * b + c), {"unique1": 1.0, "unique2": 1.0, "unique3": 1.0}),
+        "rdn3": (three_copies, {"redundancy": 1.0}),
+        "shared12": (two_copies, {"shared12": 1.0}),
+    }
+
+
 def _three_inputs(rng, n1, n2, n3, uniform):
     """P(x1, x2, x3): uniform, or random (Dirichlet)."""
     shape = (n1, n2, n3)
@@ -323,4 +356,4 @@ FAMILIES3 = {
 
 __all__ = ["gates", "dense", "sparse", "near_deterministic", "tiny", "with_zeros", "histogram", "harsh", "FAMILIES",
            "TARGETS", "STRUCTURED_KINDS", "deterministic", "dependent_sources", "structured", "structured_case", "structured_shape",
-           "FAMILIES3", "function3", "duplicate3", "constant3"]
+           "FAMILIES3", "function3", "duplicate3", "constant3", "gates3"]

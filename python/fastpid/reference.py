@@ -210,11 +210,17 @@ def _conditional_entropy_of(P) -> float:
     return _entropy_nats(P) - _entropy_nats(P.sum(-1))
 
 
-def max_union_entropy_cvxpy(P, *, solver="CLARABEL"):
+def max_union_entropy_cvxpy(P, *, solver="CLARABEL", fallbacks=True):
     """max H_Q(Y | X1..Xk) in nats over the couplings Q with every (Xi, Y) marginal of ``P``
     (shape (n1, ..., nk, ny), k >= 1), by CVXPY: variables only where every P(xi, y) > 0, one
     explicit cell mass s(x1..xk) per cell, one exponential cone per entry. For k = 2 this is
-    BROJA's program (:func:`max_conditional_entropy_cvxpy`). Returns ``(value, status)``."""
+    BROJA's program (:func:`max_conditional_entropy_cvxpy`). Returns ``(value, status)``.
+
+    With ``fallbacks`` (the reference): Clarabel at tight tolerances, then at its defaults, the
+    cell masses summed inside the cones instead, ECOS and SCS, until one reports "optimal" (NaN
+    and "failed: ..." otherwise). Without: one solve at the solver's default tolerances, its
+    value returned with whatever status it reports ("optimal_inaccurate" included): how a user
+    calls it, which bench_three times."""
     import scipy.sparse as sp
 
     cp = _cvxpy()
@@ -224,7 +230,7 @@ def max_union_entropy_cvxpy(P, *, solver="CLARABEL"):
         raise ValueError(f"P must have shape (n1, ..., nk, ny) with k >= 1, got {P.shape}")
     if k == 1:
         return _conditional_entropy_of(P), "optimal"  # one source: the coupling is P itself
-    if k == 2 and solver == "CLARABEL":
+    if k == 2 and solver == "CLARABEL" and fallbacks:
         return max_conditional_entropy_cvxpy(P)  # BROJA's, with its fall-backs
     marginals = [P.sum(axis=tuple(j for j in range(k) if j != i)) for i in range(k)]  # (ni, ny) each
     allowed = np.ones(P.shape, dtype=bool)
@@ -236,30 +242,45 @@ def max_union_entropy_cvxpy(P, *, solver="CLARABEL"):
     T = len(index[0])
     cell_id = np.ravel_multi_index(index[:k], P.shape[:k])
     cells, cell_of = np.unique(cell_id, return_inverse=True)
-    q = cp.Variable(T, nonneg=True)
-    s = cp.Variable(len(cells), nonneg=True)
     spread = sp.csr_matrix((np.ones(T), (np.arange(T), cell_of)), shape=(T, len(cells)))
-    constraints = [spread.T @ q == s]
+    marginal_rows = []
     for i, m in enumerate(marginals):
         rows, inverse = np.unique(index[i] * ny + index[k], return_inverse=True)
-        A = sp.csr_matrix((np.ones(T), (inverse, np.arange(T))), shape=(len(rows), T))
-        constraints.append(A @ q == m.ravel()[rows])
-    problem = cp.Problem(cp.Minimize(cp.sum(cp.rel_entr(q, spread @ s))), constraints)
+        marginal_rows.append((sp.csr_matrix((np.ones(T), (inverse, np.arange(T))), shape=(len(rows), T)), m.ravel()[rows]))
+
+    def build(explicit_masses):
+        """A fresh problem (a CVXPY problem solved once and solved again with other options
+        reported the first solve's "optimal_inaccurate" in 0.01 s, where a fresh one was
+        "optimal"): the cell masses as variables s of their own (the strong form), or as the
+        sums of q inside every cone (the common form)."""
+        q = cp.Variable(T, nonneg=True)
+        constraints = [A @ q == target for A, target in marginal_rows]
+        if explicit_masses:
+            s = cp.Variable(len(cells), nonneg=True)
+            constraints.append(spread.T @ q == s)
+            mass = spread @ s
+        else:
+            mass = spread @ (spread.T @ q)
+        return cp.Problem(cp.Minimize(cp.sum(cp.rel_entr(q, mass))), constraints), q
+
     status = "not solved"
-    # Clarabel tight, then at its defaults; where it stops short ("optimal_inaccurate", met on
-    # small degenerate programs), ECOS when installed and SCS to high accuracy.
-    attempts = [(solver, dict(CLARABEL_TIGHT) if solver == "CLARABEL" else {}), (solver, {})]
-    if solver == "CLARABEL":
-        attempts += [("ECOS", {"abstol": 1e-10, "reltol": 1e-10, "feastol": 1e-10}), ("SCS", {"eps": 1e-10, "max_iters": 200_000})]
-    for name, options in attempts:
+    # Clarabel tight, then at its defaults, then the common form; where it stops short
+    # ("optimal_inaccurate", met on small degenerate programs: near-deterministic targets,
+    # tiny entries), ECOS when installed and SCS to high accuracy.
+    attempts = [(True, solver, dict(CLARABEL_TIGHT) if solver == "CLARABEL" else {}), (True, solver, {})] if fallbacks else [(True, solver, {})]
+    if solver == "CLARABEL" and fallbacks:
+        attempts += [(False, solver, {}), (True, "ECOS", {"abstol": 1e-10, "reltol": 1e-10, "feastol": 1e-10}),
+                     (True, "SCS", {"eps": 1e-10, "max_iters": 200_000})]
+    for explicit, name, options in attempts:
         if name not in cp.installed_solvers():
             continue
+        problem, q = build(explicit)
         try:
             problem.solve(solver=name, **options)
         except cp.error.SolverError:
             continue
         status = problem.status
-        if status == "optimal":
+        if status == "optimal" or (not fallbacks and status == "optimal_inaccurate"):
             Q = np.zeros(P.shape)
             Q[index] = np.clip(q.value, 0.0, None)
             return _conditional_entropy_of(Q), status
@@ -284,20 +305,21 @@ TERMS3 = {"synergy": "CI", "redundancy": "SI", "unique1": "UIX", "unique2": "UIY
           "shared12": "UIXY", "shared13": "UIXZ", "shared23": "UIYZ"}
 
 
-def decompose3_cvxpy(P, *, base=2, solver="CLARABEL") -> dict:
+def decompose3_cvxpy(P, *, base=2, solver="CLARABEL", fallbacks=True) -> dict:
     """The trivariate maximum-entropy decomposition (Chicharro 2017) of one distribution ``P``
     of shape (n1, n2, n3, ny), by CVXPY: the eight terms of :data:`TERMS3`, ``mi_joint``, and
     ``status`` ("optimal" when all four programs were solved). From the 3-source union problem
-    and BROJA's problem on each pair's marginal (docs/design.md section 7)."""
+    and BROJA's problem on each pair's marginal (docs/design.md section 7). ``fallbacks`` as in
+    :func:`max_union_entropy_cvxpy`."""
     _, log_base = unit_of(base)
     P = np.asarray(P, dtype=float)
     if P.ndim != 4:
         raise ValueError(f"P must have shape (n1, n2, n3, ny), got {P.shape}")
-    h123, status = max_union_entropy_cvxpy(P, solver=solver)
+    h123, status = max_union_entropy_cvxpy(P, solver=solver, fallbacks=fallbacks)
     statuses = [status]
     pair = {}
     for (i, j), drop in (((0, 1), 2), ((0, 2), 1), ((1, 2), 0)):
-        pair[(i, j)], status = max_union_entropy_cvxpy(P.sum(axis=drop), solver=solver)
+        pair[(i, j)], status = max_union_entropy_cvxpy(P.sum(axis=drop), solver=solver, fallbacks=fallbacks)
         statuses.append(status)
     single = {i: _conditional_entropy_of(P.sum(axis=tuple(a for a in range(3) if a != i))) for i in range(3)}
     h_all = _conditional_entropy_of(P)

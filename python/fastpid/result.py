@@ -128,7 +128,8 @@ class PID3Result:
         mi_joint: I(X1X2X3;Y), the sum of the eight terms.
         bound: certified upper bound on the absolute error of every one of the eight terms:
             the sum of the certified gaps of the four optimisation problems (the 3-source union
-            problem and BROJA's on each pair), each term a signed sum of at most all four.
+            problem and BROJA's on each pair), each term a signed sum of at most all four
+            optimal values (with coefficients +-1).
         converged: True where ``bound <= tol``; never True for a NaN result.
         iterations: interior-point iterations of the four problems together.
         unit: "bits", "nats" or "log<b>".

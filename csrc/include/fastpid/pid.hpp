@@ -132,11 +132,11 @@ void informations_cpu(const double* P, Shape shape, double* out, int num_threads
 // The k-source union problem (union_cpu.cpp) for a batch of distributions of shape dims =
 // (n1, ..., nk, ny), k >= 2, normalised: per distribution, max H_Q(Y | X1..Xk) in nats of a
 // feasible coupling (value), its certified gap to the optimum (bound), whether that reached
-// tol, the iterations taken and, where dual is not null, the certificate's dual point: per
+// its tol (one per distribution), the iterations taken and, where dual is not null, the certificate's dual point: per
 // distribution sum_i ni * ny alphas, source by source in (xi, y) order, -inf at the entries
 // left out (P(xi, y) = 0), whose negated sum over a cell's sources is the derivative of the
 // optimal value in P(x, y) (the envelope theorem).
-void union_cpu(const double* P, int64_t batch, const std::vector<int>& dims, double tol, int max_iter, double* value,
+void union_cpu(const double* P, int64_t batch, const std::vector<int>& dims, const double* tol, int max_iter, double* value,
                double* bound, uint8_t* converged, int32_t* iterations, double* dual, int num_threads);
 
 // Per distribution (batch rows of `per` entries): its total and whether it has a NaN or
