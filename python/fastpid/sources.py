@@ -26,6 +26,7 @@ from . import _C, info
 from ._backend import check_shape, is_torch, kind_of, unit_of
 from ._run import ChunkPlan, Progress, ProgressArg, chunk_float64, normalised, threads_of, validate
 from ._solve import choose_method, evenly_spaced, solve_flat
+from .core import summation_rounding
 from .result import INFORMATIONS3, TERMS3, PID3Result, UnionResult
 
 # Interior-point iterations per distribution of the k-source solver: measured 8 to 28 on 560
@@ -283,18 +284,19 @@ def _check_common(tol, max_iter) -> None:
         raise ValueError(f"max_iter must be between 0 and {MAX_ITER_LIMIT:,} (0: the certified start point), got {max_iter!r}")
 
 
-def _outputs(quantities: dict, plain: dict, terms: Tuple[str, ...], bound_nats, kind, log_base: float, batch_shape) -> dict:
+def _outputs(quantities: dict, plain: dict, terms: Tuple[str, ...], bound_nats, kind, log_base: float, batch_shape,
+             rounding: float) -> dict:
     """The result's fields in the output unit, P's library, dtype and device: each of
     ``quantities`` (nats over the flat batch; torch tensors stay differentiable), and "bound":
     the solvers' ``bound_nats`` made honest for the returned numbers by decompose's
     output_bound over the ``terms`` (and the scale of every quantity in ``plain``, the same
-    values in numpy)."""
+    values in numpy), and ``rounding`` (core.summation_rounding, in the output unit)."""
     from .core import output_bound
 
     float32 = str(kind.dtype).endswith("float32")
     rows = [np.asarray(plain[n], dtype=np.float64) for n in terms]
     rows += [np.asarray(v, dtype=np.float64) for n, v in plain.items() if n not in terms] + [bound_nats]
-    bound = output_bound(np.stack(rows) / log_base, float32, n_atoms=len(terms))
+    bound = output_bound(np.stack(rows) / log_base, float32, rounding, n_atoms=len(terms))
     fields = {}
     for name, q in quantities.items():
         shape = batch_shape + tuple(q.shape[1:])
@@ -378,7 +380,9 @@ def union_information(
         quantities = plain
     scale = dict(plain, value=solved.values[everything])
     del scale["mi_sources"]
-    fields = _outputs(quantities, scale, ("union", "synergy"), solved.bounds[everything], kind, log_base, batch_shape)
+    # the value (2 sums) and H(X, Y), H(X), H(Y, Xi), H(Xi), H(Y): the entropy-like sums over the entries
+    rounding = summation_rounding(flat[0].size, 2 + 2 + 2 * k + 1, log_base)
+    fields = _outputs(quantities, scale, ("union", "synergy"), solved.bounds[everything], kind, log_base, batch_shape, rounding)
     finite = np.isfinite(solved.values[everything])
     return UnionResult(
         **fields,
@@ -439,7 +443,9 @@ def decompose3(P, *, method: str = "auto", tol: float = 1e-7, max_iter: Optional
         quantities = plain
     bound_nats = sum(solved.bounds[s] for s in problems)
     scale = dict(plain, **{f"value{''.join(map(str, s))}": solved.values[s] for s in problems}, entropy_y=solved.entropies[()])
-    fields = _outputs(quantities, scale, TERMS3, bound_nats, kind, log_base, batch_shape)
+    # the four values (2 sums each) and H(X_S, Y), H(X_S) of the eight subsets S
+    rounding = summation_rounding(flat[0].size, 2 * len(problems) + 2 * len(subsets), log_base)
+    fields = _outputs(quantities, scale, TERMS3, bound_nats, kind, log_base, batch_shape, rounding)
     finite = np.logical_and.reduce([np.isfinite(solved.values[s]) for s in problems])
     return PID3Result(
         **fields,
