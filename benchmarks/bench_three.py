@@ -30,7 +30,7 @@ import fastpid
 from fastpid.families import FAMILIES3, gates3
 from fastpid.result import TERMS3
 
-from .harness import RESULTS, machine, progress, table, time_call, write_json
+from .harness import RESULTS, load_json, machine, progress, table, time_call, write_json
 from .peers import solve_with_limit
 
 REFERENCE_SLACK = 2e-6  # bits: CVXPY's (Clarabel, then ECOS, SCS) accuracy on these programs
@@ -172,33 +172,40 @@ def plot(payload, out):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="re-measure the speed and batch parts only, keeping the rest of the results file")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(29)
     suffix = "-quick" if args.quick else ""
-    progress("gates")
-    gates = gate_errors()
-    progress("accuracy against CVXPY")
-    acc, skipped = accuracy(rng, 2 if args.quick else 22)
-    progress("four and five sources")
-    four, five = more_sources(rng, 2 if args.quick else 10)
+    payload = load_json(f"three{suffix}.json") if args.speed_only else {}
+    if not args.speed_only or "accuracy" not in payload:
+        progress("gates")
+        gates = gate_errors()
+        progress("accuracy against CVXPY")
+        acc, skipped = accuracy(rng, 2 if args.quick else 22)
+        progress("four and five sources")
+        four, five = more_sources(rng, 2 if args.quick else 10)
+        payload.update({
+            "gates": {"max_error_bits": gates, "tol": GATE_TOL},
+            "accuracy": {"inputs": len(acc), "honest": sum(r["honest"] for r in acc), "cvxpy_not_optimal": skipped,
+                         "reference_slack_bits": REFERENCE_SLACK, "worst_error_bits": max(r["max_error"] for r in acc),
+                         "worst_bound_bits": max(r["bound"] for r in acc), "converged": sum(r["converged"] for r in acc),
+                         "records": acc},
+            "four_sources": four, "five_sources": five})
+    rng = np.random.default_rng(30)
     progress("speed")
     records = speed(rng, args.quick, 60 if args.quick else 600)
     progress("batch")
     batch = throughput(rng, 200 if args.quick else 2000)
-    honest = sum(r["honest"] for r in acc)
     goal = next(r for r in records if r["case"] == "hist 10x10x10x4 (5,000)")
     big = next((r for r in records if r["case"] == "hist 20x20x20x4 (10,000)"), None)
-    payload = {
-        "machine": machine(),
-        "gates": {"max_error_bits": gates, "tol": GATE_TOL},
-        "accuracy": {"inputs": len(acc), "honest": honest, "cvxpy_not_optimal": skipped, "reference_slack_bits": REFERENCE_SLACK,
-                     "worst_error_bits": max(r["max_error"] for r in acc), "worst_bound_bits": max(r["bound"] for r in acc),
-                     "converged": sum(r["converged"] for r in acc), "records": acc},
-        "four_sources": four, "five_sources": five,
-        "speed": records, "batch": batch,
+    payload.update({
+        "machine": machine(), "speed": records, "batch": batch,
         "goals": {"speedup_cvxpy_10": goal["speedup_cvxpy"], "speedup_goal": SPEEDUP_GOAL,
                   "seconds_20": big["fastpid_s"] if big else None, "seconds_goal": SECONDS_GOAL},
-    }
+    })
+    gates, acc, four, five = payload["gates"]["max_error_bits"], payload["accuracy"]["records"], payload["four_sources"], payload["five_sources"]
+    skipped, honest = payload["accuracy"]["cvxpy_not_optimal"], payload["accuracy"]["honest"]
     write_json(f"three{suffix}.json", payload)
     plot(payload, RESULTS / f"three{suffix}.png")
     print(f"gates: largest error {max(gates.values()):.1e} bits (goal {GATE_TOL:g})")

@@ -193,6 +193,29 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       py::arg("P"), py::arg("threads") = 0,
       "I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) in nats (batch, 4) of every distribution in P (batch, n1, n2, ny).");
   m.def(
+      "subset_entropies_cpu",
+      [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P,
+         const py::array_t<int, py::array::c_style | py::array::forcecast>& subset_masks, int threads) {
+        if (P.ndim() < 3) throw std::invalid_argument("expected an array of shape (batch, n1, ..., nk, ny) with k >= 1");
+        const std::vector<int> masks(subset_masks.data(), subset_masks.data() + subset_masks.size());
+        std::vector<int> dims;
+        for (int a = 1; a < P.ndim(); ++a) dims.push_back(int(P.shape(a)));
+        for (int mask : masks)
+          if (mask < 0 || mask >= (1 << (dims.size() - 1))) throw std::invalid_argument("a subset names a source P does not have");
+        const int64_t batch = P.shape(0);
+        py::array_t<double> out({batch, int64_t(masks.size()), int64_t(2)});
+        double* o = out.mutable_data();
+        const double* p = P.data();
+        {
+          py::gil_scoped_release release;
+          fastpid::subset_entropies_cpu(p, batch, dims, masks, o, threads);
+        }
+        return out;
+      },
+      py::arg("P"), py::arg("masks"), py::arg("threads") = 0,
+      "H(X_S, Y) and H(X_S) in nats (batch, subsets, 2) of every distribution in P (batch, n1, ..., nk, ny), for each "
+      "subset S of the sources given as a bit mask (bit i: source i).");
+  m.def(
       "union_cpu",
       [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P,
          const py::array_t<double, py::array::c_style | py::array::forcecast>& tol, int max_iter, int threads) {

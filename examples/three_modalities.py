@@ -13,6 +13,10 @@
    the samples, ``fastpid.estimate`` clusters each modality's features and estimates the terms
    with bias correction and intervals: pairwise, synergy near 0 for every pair; with ``x3``, the
    three-way synergy and the unique information of the modality that sometimes decides alone.
+   The estimates are of the clustered codes: at the noise used (0.35) k-means recovers the
+   bits, so they match the bits' own terms; at 0.5 about 1 sample in 400 per modality lands in
+   the other cluster, and the three-way synergy of 20,000 samples came out 0.388 [0.376, 0.400]
+   against the bits' 0.406.
 
 Writes DIR/three_modalities[-quick].json and .png (default DIR: examples/results). Needs
 scikit-learn and matplotlib (``pip install ".[ml]"``).
@@ -50,7 +54,7 @@ def exact_case() -> dict:
     return {"pairwise": pairwise, "three": {t: float(getattr(r3, t)) for t in TERMS3}, "bound": float(r3.bound)}
 
 
-def sample(rng, n, *, flip=0.05, alone=0.25, dim=8, noise=0.5):
+def sample(rng, n, *, flip=0.05, alone=0.25, dim=8, noise=0.35):
     """The noisy version: bits, their embeddings and the label (see the module docstring).
     On a fraction ``alone`` of the samples the label is the video bit itself."""
     bits = rng.integers(0, 2, (3, n))

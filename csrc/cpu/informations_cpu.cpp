@@ -55,6 +55,65 @@ void informations_cpu(const double* P, Shape shape, double* out, int num_threads
   }
 }
 
+void subset_entropies_cpu(const double* P, int64_t batch, const std::vector<int>& dims, const std::vector<int>& masks,
+                          double* out, int num_threads) {
+  const int k = int(dims.size()) - 1, ny = dims.back();
+  int64_t cells = 1;
+  for (int i = 0; i < k; ++i) cells *= dims[i];
+  const int64_t per = cells * ny;
+  // Per subset: each cell's index among the subset's value combinations (one table for all
+  // distributions), and the number of combinations.
+  const int subsets = int(masks.size());
+  std::vector<int64_t> combinations(subsets, 1);
+  std::vector<int64_t> index(size_t(subsets) * cells);
+  for (int s = 0; s < subsets; ++s) {
+    for (int i = 0; i < k; ++i)
+      if (masks[s] >> i & 1) combinations[s] *= dims[i];
+    for (int64_t c = 0; c < cells; ++c) {
+      int64_t rest = c, at = 0, scale = 1;
+      for (int i = k - 1; i >= 0; --i) {  // the last source varies fastest
+        const int64_t xi = rest % dims[i];
+        rest /= dims[i];
+        if (masks[s] >> i & 1) at += xi * scale, scale *= dims[i];
+      }
+      index[size_t(s) * cells + c] = at;
+    }
+  }
+  int64_t largest = 0;
+  for (int64_t n : combinations) largest = std::max(largest, n);
+#ifdef FASTPID_WITH_OPENMP
+  num_threads = cpu_threads(num_threads);
+  num_threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads, batch)));
+#pragma omp parallel num_threads(num_threads)
+#endif
+  {
+    std::vector<double> joint(size_t(largest) * ny), sources(static_cast<size_t>(largest));
+#ifdef FASTPID_WITH_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t b = 0; b < batch; ++b) {
+      const double* p = P + b * per;
+      for (int s = 0; s < subsets; ++s) {
+        const int64_t n = combinations[s];
+        const int64_t* at = &index[size_t(s) * cells];
+        std::fill(joint.begin(), joint.begin() + n * ny, 0.0);
+        for (int64_t c = 0; c < cells; ++c) {
+          double* row = &joint[size_t(at[c]) * ny];
+          const double* pc = p + c * ny;
+          for (int y = 0; y < ny; ++y) row[y] += pc[y];
+        }
+        for (int64_t a = 0; a < n; ++a) {
+          double sum = 0;
+          for (int y = 0; y < ny; ++y) sum += joint[size_t(a) * ny + y];
+          sources[size_t(a)] = sum;
+        }
+        out[(b * subsets + s) * 2] = entropy_of(joint.data(), n * ny);
+        out[(b * subsets + s) * 2 + 1] = entropy_of(sources.data(), n);
+      }
+    }
+  }
+}
+
 void input_totals_cpu(const double* P, int64_t batch, int64_t per, double* total, bool* nonfinite, bool* negative) {
   for (int64_t b = 0; b < batch; ++b) {
     const double* p = P + b * per;

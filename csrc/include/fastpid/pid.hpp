@@ -129,6 +129,13 @@ void value_grad_grid_cpu(const double* grad_value, const double* P, const double
 // Per distribution, in nats: I(X1;Y), I(X2;Y), I(X1,X2;Y) and H(Y) into out[4 b .. 4 b + 3].
 void informations_cpu(const double* P, Shape shape, double* out, int num_threads);
 
+// For a batch of distributions of shape dims = (n1, ..., nk, ny) and subsets of the sources
+// (bit i of masks[s]: source i is in subset s): H(X_S, Y) and H(X_S) in nats, out of shape
+// (batch, subsets, 2); the conditional entropies H(Y | X_S) of the k-source decompositions
+// are their differences (S empty: H(Y) and 0).
+void subset_entropies_cpu(const double* P, int64_t batch, const std::vector<int>& dims, const std::vector<int>& masks,
+                          double* out, int num_threads);
+
 // The k-source union problem (union_cpu.cpp) for a batch of distributions of shape dims =
 // (n1, ..., nk, ny), k >= 2, normalised: per distribution, max H_Q(Y | X1..Xk) in nats of a
 // feasible coupling (value), its certified gap to the optimum (bound), whether that reached
