@@ -379,10 +379,9 @@ class UnionSolver {
       const double s = s_cell_[c], mass = m_cell_[c], d = mass / s - mass;
       const double* pi = &soft_[c * ny];
       for (int y = 0; y < ny; ++y) {
-        const double w = d * pi[y];
+        const double w = d * pi[y], diagonal = mass * pi[y];
 #pragma omp simd
-        for (int y2 = 0; y2 < ny; ++y2) z[y * ny + y2] = w * pi[y2];
-        z[y * ny + y] += mass * pi[y];
+        for (int y2 = 0; y2 < ny; ++y2) z[y * ny + y2] = w * pi[y2] + (y2 == y ? diagonal : 0.0);
       }
       const int* xs = &value_[c * k_];
       for (const PairBlock& pb : pair_blocks_) {
