@@ -11,6 +11,7 @@
 #include "fastpid/pid.hpp"
 #include "fastpid/proxy.hpp"
 #include "fastpid/refine.hpp"
+#include "fastpid/union.hpp"
 #ifdef FASTPID_WITH_CUDA
 #include "fastpid/pid_cuda.hpp"
 #endif
@@ -21,6 +22,12 @@ using fastpid::SolveOutputs;
 using fastpid::SolverOptions;
 
 namespace {
+
+std::vector<int> ints_of(const py::sequence& seq) {
+  std::vector<int> out;
+  for (const py::handle& item : seq) out.push_back(item.cast<int>());
+  return out;
+}
 
 using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
@@ -220,6 +227,7 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P,
          const py::array_t<double, py::array::c_style | py::array::forcecast>& tol, int max_iter, int threads) {
         if (P.ndim() < 4) throw std::invalid_argument("expected an array of shape (batch, n1, ..., nk, ny) with k >= 2");
+        if (P.ndim() - 2 > fastpid::kMaxSources) throw std::invalid_argument("at most 8 sources");
         if (tol.size() != 1 && tol.size() != P.shape(0))
           throw std::invalid_argument("tol must be one number or one per distribution");
         std::vector<int> dims;
@@ -258,6 +266,36 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       "The k-source union problem of every distribution in P (batch, n1, ..., nk, ny), normalised: max H_Q(Y | X1..Xk) "
       "in nats of a feasible coupling, its certified bound, converged, the iterations and the dual point (batch, "
       "sum_i ni * ny; -inf where left out); tol in nats, one number or one per distribution.");
+  m.def(
+      "union_team_executor",
+      [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P, double tol, int max_iter, int team_size,
+         uint64_t seed, int workers) {
+        if (P.ndim() < 4) throw std::invalid_argument("expected an array of shape (batch, n1, ..., nk, ny) with k >= 2");
+        if (P.ndim() - 2 > fastpid::kMaxSources) throw std::invalid_argument("at most 8 sources");
+        if (team_size < 1 || team_size > 4096) throw std::invalid_argument("team_size must be in 1..4096");
+        if (workers < 1) throw std::invalid_argument("workers must be >= 1");
+        std::vector<int> dims;
+        for (int a = 1; a < P.ndim(); ++a) dims.push_back(int(P.shape(a)));
+        const int64_t batch = P.shape(0);
+        const fastpid::UnionShape sh = fastpid::union_shape(dims.data(), int(dims.size()) - 1, batch);
+        py::array_t<double> value(batch), bound(batch), dual({batch, int64_t(sh.full)});
+        py::array_t<uint8_t> converged(batch);
+        py::array_t<int32_t> iterations(batch);
+        std::vector<double> tols(size_t(batch), tol);
+        fastpid::union_team_executor_cpu(P.data(), batch, dims, tols.data(), max_iter, value.mutable_data(), bound.mutable_data(),
+                                         converged.mutable_data(), iterations.mutable_data(), dual.mutable_data(), team_size,
+                                         seed, workers);
+        py::dict result;
+        result["value"] = value;
+        result["bound"] = bound;
+        result["converged"] = converged.attr("astype")("bool");
+        result["iterations"] = iterations;
+        result["dual"] = dual;
+        return result;
+      },
+      py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("team_size"), py::arg("seed") = 0, py::arg("workers") = 1,
+      "union_cpu's algorithm with the team algebra run by the CPU test executor: teams of team_size fibers, each phase "
+      "in a shuffled rank order, a simulated grid of `workers` blocks walking the batch (tests).");
   m.def(
       "input_totals",
       [](const Array& P) {
@@ -401,6 +439,40 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       py::arg("iterations"), py::arg("coupling"), py::arg("dual1"), py::arg("dual2"), py::arg("workspace"),
       py::arg("blocks"), py::arg("threads"), py::arg("workspace_per_block"), py::arg("stream"),
       "Enqueue `kernel` (proxy, refine or exact) on `stream` (device pointers; coupling and duals may be 0).");
+  m.def(
+      "cuda_union_plan",
+      [](const py::sequence& dims_seq, int64_t batch) {
+        const std::vector<int> dims = ints_of(dims_seq);
+        if (dims.size() < 3 || int(dims.size()) - 1 > fastpid::kMaxSources)
+          throw std::invalid_argument("dims must be (n1, ..., nk, ny) with 2 <= k <= 8");
+        const fastpid::CudaPlan plan = fastpid::cuda_union_plan(fastpid::union_shape(dims.data(), int(dims.size()) - 1, batch));
+        return py::make_tuple(plan.blocks, plan.threads, plan.workspace_per_block);
+      },
+      py::arg("dims"), py::arg("batch"),
+      "(blocks, threads, workspace doubles per block) of a launch of the k-source kernel on batches of shape dims = "
+      "(n1, ..., nk, ny) on the current device.");
+  m.def(
+      "cuda_union_launch",
+      [](uintptr_t P, const py::sequence& dims_seq, int64_t batch, uintptr_t tol, int max_iter, uintptr_t value,
+         uintptr_t bound, uintptr_t converged, uintptr_t iterations, uintptr_t dual, uintptr_t workspace, int blocks,
+         int threads, int64_t workspace_per_block, uintptr_t stream) {
+        const std::vector<int> dims = ints_of(dims_seq);
+        if (dims.size() < 3 || int(dims.size()) - 1 > fastpid::kMaxSources)
+          throw std::invalid_argument("dims must be (n1, ..., nk, ny) with 2 <= k <= 8");
+        fastpid::UnionOutputs out{reinterpret_cast<const double*>(tol), max_iter, reinterpret_cast<double*>(value),
+                                  reinterpret_cast<double*>(bound), reinterpret_cast<uint8_t*>(converged),
+                                  reinterpret_cast<int32_t*>(iterations), reinterpret_cast<double*>(dual)};
+        fastpid::CudaPlan plan;
+        plan.blocks = blocks;
+        plan.threads = threads;
+        plan.workspace_per_block = workspace_per_block;
+        fastpid::cuda_union_launch(reinterpret_cast<const double*>(P), fastpid::union_shape(dims.data(), int(dims.size()) - 1, batch),
+                                   out, reinterpret_cast<double*>(workspace), plan, reinterpret_cast<void*>(stream));
+      },
+      py::arg("P"), py::arg("dims"), py::arg("batch"), py::arg("tol"), py::arg("max_iter"), py::arg("value"), py::arg("bound"),
+      py::arg("converged"), py::arg("iterations"), py::arg("dual"), py::arg("workspace"), py::arg("blocks"), py::arg("threads"),
+      py::arg("workspace_per_block"), py::arg("stream"),
+      "Enqueue the k-source kernel on `stream` (device pointers; tol: one per distribution; dual may be 0).");
   m.def(
       "cuda_value_grad",
       [](uintptr_t grad_value, uintptr_t P, uintptr_t dual1, uintptr_t dual2, uintptr_t grad_P, int64_t batch, int n1,

@@ -243,3 +243,45 @@ def test_torch_results_match_numpy_and_keep_dtype():
     r = fastpid.decompose(grad_ok, sources=3)  # deterministic Y: every entry but label 0 is zero
     r.synergy.backward()
     assert torch.isfinite(grad_ok.grad).all() and (grad_ok.grad[..., 1:] == 0).all()
+
+
+def test_the_cuda_path_on_the_cpu(monkeypatch):
+    """The CUDA path of decompose(sources=3) and union_information (sources._DeviceSolved) run on
+    CPU tensors, with the kernels' launches replaced by their CPU executors: the k-source
+    kernel's body through the team executor (a team of 32, two simulated blocks), the pairs'
+    by the bivariate solver. It gives the CPU path's terms, within their bounds, and its
+    gradients (tests/test_cuda.py runs the real launches where there is a GPU)."""
+    torch = pytest.importorskip("torch")
+    import fastpid.sources as sources
+    import fastpid.torch_ops as torch_ops
+    from fastpid import _C
+    from fastpid._solve import solve_flat
+
+    def union_on_team(p, tol_nats, max_iter, batch_shape):
+        out = _C.union_team_executor(p.numpy(), tol_nats, sources.UNION_MAX_ITER if max_iter is None else max_iter, 32, seed=3,
+                                     workers=2)
+        return tuple(torch.as_tensor(out[key]) for key in ("value", "bound", "converged", "iterations", "dual"))
+
+    def pairs_on_cpu(marginal, method, tol, max_iter, coupling):
+        out = solve_flat(marginal.numpy(), method, tol, max_iter, coupling, True)
+        return tuple(torch.as_tensor(out[key]) for key in ("value", "bound", "converged", "iterations", "dual1", "dual2")) + (None,)
+
+    rng = np.random.default_rng(13)
+    P = np.stack([FAMILIES3["lifted_structured"](rng, 3, 4, 2, 3) for _ in range(4)])
+    want = fastpid.decompose(torch.tensor(P, requires_grad=True), sources=3)
+    monkeypatch.setattr(sources, "_on_device", lambda P: True)
+    monkeypatch.setattr(sources, "_union_cuda", union_on_team)
+    monkeypatch.setattr(torch_ops, "solve_cuda", pairs_on_cpu)
+    X = torch.tensor(P, requires_grad=True)
+    got = fastpid.decompose(X, sources=3)
+    for t in TERMS3:
+        assert (torch.abs(getattr(got, t) - getattr(want, t)) <= got.bound + want.bound).all(), t
+    assert got.converged.all() and got.method == "exact"
+    got.synergy.sum().backward()
+    assert torch.isfinite(X.grad).all()
+    u = fastpid.union_information(torch.tensor(P), sources=3)
+    assert (torch.abs(u.synergy - want.synergy) <= u.bound + want.bound).all()
+    with pytest.raises(ValueError, match=r"P\[2\].*negative"):
+        bad = torch.tensor(P)
+        bad[2, 0, 0, 0, 0] = -1
+        fastpid.decompose(bad, sources=3)

@@ -14,6 +14,7 @@
 #include "fastpid/pid_cuda.hpp"
 #include "fastpid/proxy.hpp"
 #include "fastpid/refine.hpp"
+#include "fastpid/union_team_algebra.hpp"
 
 namespace fastpid {
 namespace {
@@ -120,6 +121,16 @@ void launch(const double* P, Shape shape, SolverOptions opt, SolveOutputs out, d
   check(cudaGetLastError(), "kernel launch");
 }
 
+// The k-source solver (union.hpp with union_team_algebra.hpp): one block per distribution, a
+// persistent grid walking the batch as batch_kernel does.
+__global__ void __launch_bounds__(kMaxTeam) union_batch_kernel(const double* __restrict__ P, UnionShape shape, UnionOutputs out,
+                                                             double* __restrict__ workspace, int64_t workspace_per_block) {
+  __shared__ double scratch[32];
+  BlockTeam team{scratch};
+  union_walk_batch<BlockTeam, UnionTeamAlgebra<BlockTeam>>(team, blockIdx.x, gridDim.x, P, shape, out,
+                                                           workspace + int64_t(blockIdx.x) * workspace_per_block);
+}
+
 constexpr int kGradThreads = 256;
 
 __global__ void __launch_bounds__(kGradThreads) value_grad_kernel(const double* __restrict__ grad_value, const double* __restrict__ P,
@@ -160,7 +171,36 @@ CudaKernelInfo cuda_kernel_info(const std::string& kernel) {
   if (kernel == "refine") return info_of(batch_kernel<RefineKernel>);
   if (kernel == "exact") return info_of(batch_kernel<ExactKernel>);
   if (kernel == "value_grad") return info_of(value_grad_kernel);
-  throw std::invalid_argument("unknown CUDA kernel '" + kernel + "' (proxy, refine, exact or value_grad)");
+  if (kernel == "union") return info_of(union_batch_kernel);
+  throw std::invalid_argument("unknown CUDA kernel '" + kernel + "' (proxy, refine, exact, union or value_grad)");
+}
+
+CudaPlan cuda_union_plan(const UnionShape& shape) {
+  CudaPlan plan;
+  plan.threads = shape.cells > 256 ? 256 : 128;
+  plan.workspace_per_block = UnionPoint<BlockTeam, UnionTeamAlgebra<BlockTeam>>::workspace_doubles(shape) +
+                             UnionTeamAlgebra<BlockTeam>::workspace_doubles(shape) + 1;
+  int device = 0, sms = 1, per_sm = 1;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, union_batch_kernel, plan.threads, 0),
+        "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  const int64_t blocks = std::min<int64_t>(shape.batch, int64_t(sms) * std::max(per_sm, 1));
+  size_t free_bytes = 0, total_bytes = 0;  // at most half the free memory for the workspaces (see plan_for)
+  check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  const int64_t affordable = int64_t(free_bytes / 2 / sizeof(double)) / plan.workspace_per_block;
+  plan.blocks = int(std::max<int64_t>(1, std::min<int64_t>(blocks, affordable)));
+  return plan;
+}
+
+void cuda_union_launch(const double* P, const UnionShape& shape, const UnionOutputs& out, double* workspace, CudaPlan plan,
+                       void* stream) {
+  if (shape.batch == 0) return;
+  if (plan.threads % 32 != 0 || plan.threads < 32 || plan.threads > kMaxTeam)
+    throw std::invalid_argument("CUDA team size must be a multiple of 32 in 32.." + std::to_string(kMaxTeam));
+  union_batch_kernel<<<dim3(unsigned(plan.blocks)), dim3(unsigned(plan.threads)), 0, static_cast<cudaStream_t>(stream)>>>(
+      P, shape, out, workspace, plan.workspace_per_block);
+  check(cudaGetLastError(), "union kernel launch");
 }
 
 CudaPlan cuda_plan(const std::string& kernel, Shape shape) {

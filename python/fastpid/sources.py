@@ -136,6 +136,88 @@ def conditional_entropies(p, subsets) -> Dict[tuple, Any]:
 LEAD_SHARE = 1 / 8
 
 
+class _DeviceSolved:
+    """What _Chunked computes, for a CUDA batch on its device: the k-source problems by the
+    CUDA kernel of union.hpp (union_team_algebra.hpp), the pairs by the bivariate CUDA kernels
+    (torch_ops.solve_cuda), the entropies by torch; one launch per problem over the whole batch
+    (the kernels bound their workspace by the device's free memory). values, bounds, converged,
+    iterations and entropies come back to the host (a few numbers per distribution, for the
+    bound and the results' fields), the dual points stay on the device."""
+
+    def __init__(self, flat, problems, subsets, tol_nats, max_iter, method, *, progress, batch_shape, normalize):
+        import torch
+
+        from . import torch_ops
+
+        batch = len(flat)
+        torch_ops.validate(flat.reshape(batch, -1), normalize, batch_shape)
+        p = flat.detach().to(torch.float64)
+        p = p / p.sum(dim=tuple(range(1, p.dim())), keepdim=True)
+        tols = _problem_tols(problems, tol_nats)
+        self.values, self.bounds, self.converged, self.duals = {}, {}, {}, {}
+        self.iterations = np.zeros(batch, dtype=np.int64)
+        self.methods = {}
+        k = p.dim() - 2
+        for s in problems:
+            drop = tuple(1 + i for i in range(k) if i not in s)
+            marginal = (p.sum(drop) if drop else p).contiguous()
+            if len(s) == 2:
+                pair_method = "refine" if method == "refine" else "exact"
+                value, bound, converged, iterations, dual1, dual2, _ = torch_ops.solve_cuda(marginal, pair_method, tols[s], max_iter, False)
+                dual = torch.cat([dual1.reshape(batch, -1), dual2.reshape(batch, -1)], 1)
+                self.methods[s] = pair_method
+            else:
+                value, bound, converged, iterations, dual = _union_cuda(marginal, tols[s], max_iter, batch_shape)
+                self.methods[s] = "exact"
+            self.values[s], self.bounds[s] = value.double().cpu().numpy(), bound.double().cpu().numpy()
+            self.converged[s] = converged.bool().cpu().numpy()
+            self.iterations += iterations.cpu().numpy().astype(np.int64)
+            self.duals[s] = dual
+        with torch.no_grad():
+            self.entropies = {s: h.cpu().numpy() for s, h in conditional_entropies(p, subsets).items()}
+        Progress(progress, batch).update(batch, 0.0)
+
+    def method(self) -> str:
+        return _method_name(self.methods)
+
+
+def _union_cuda(p, tol_nats: float, max_iter: Optional[int], batch_shape):
+    """The k-source CUDA kernel on the normalised CUDA batch p (batch, n1, ..., nk, ny):
+    (value, bound, converged, iterations, dual) on its device, enqueued on the current stream."""
+    import torch
+
+    batch, dims = len(p), tuple(int(n) for n in p.shape[1:])
+    order = sum(int(((p.sum(dim=tuple(1 + j for j in range(len(dims) - 1) if j != i)) > 0).sum(dim=(1, 2))).max())
+                for i in range(len(dims) - 1)) if batch else 0
+    if order > UNION_MAX_ORDER:
+        raise ValueError(f"P: the {len(dims) - 1}-source problem's Newton system would have order {order:,}, more than "
+                         f"{UNION_MAX_ORDER:,}: use fewer values per source or fewer labels")
+    with torch.cuda.device(p.device):
+        empty = lambda *shape, dtype=torch.float64: torch.empty(shape, dtype=dtype, device=p.device)  # noqa: E731
+        full = sum(dims[:-1]) * dims[-1]
+        value, bound, dual = empty(batch), empty(batch), empty(batch, full)
+        converged, iterations = empty(batch, dtype=torch.uint8), empty(batch, dtype=torch.int32)
+        tol = torch.full((batch,), float(tol_nats), dtype=torch.float64, device=p.device)
+        blocks, threads, per_block = _C.cuda_union_plan(list(dims), batch)
+        workspace = empty(blocks * per_block)
+        _C.cuda_union_launch(p.data_ptr(), list(dims), batch, tol.data_ptr(), UNION_MAX_ITER if max_iter is None else int(max_iter),
+                             value.data_ptr(), bound.data_ptr(), converged.data_ptr(), iterations.data_ptr(), dual.data_ptr(),
+                             workspace.data_ptr(), blocks, threads, per_block, torch.cuda.current_stream(p.device).cuda_stream)
+    return value, bound, converged, iterations, dual
+
+
+def _method_name(methods: dict) -> str:
+    """What solved the problems: "exact", "refine" or both joined by "+"."""
+    names = {"refine" if m.startswith("refine") else "exact" for m in methods.values()}
+    return "+".join(sorted(names)) if names else "exact"
+
+
+def _problem_tols(problems, tol_nats: float) -> dict:
+    """Each problem's tolerance: LEAD_SHARE of tol for all but the last, the rest for the last."""
+    return {s: tol_nats * (LEAD_SHARE if n < len(problems) - 1 else 1 - LEAD_SHARE * (len(problems) - 1))
+            for n, s in enumerate(problems)}
+
+
 _POOL = {"pid": None, "workers": 0, "pool": None}
 
 
@@ -170,8 +252,7 @@ class _Chunked:
         self.duals = {s: np.empty((batch, sum(flat.shape[1 + i] for i in s) * flat.shape[-1])) for s in problems} if duals else {}
         self.entropies = {s: np.empty(batch) for s in subsets}
         self.methods: Dict[tuple, str] = {}
-        tols = {s: tol_nats * (LEAD_SHARE if n < len(problems) - 1 else 1 - LEAD_SHARE * (len(problems) - 1))
-                for n, s in enumerate(problems)}
+        tols = _problem_tols(problems, tol_nats)
         available = threads or _C.max_threads()
         plan = ChunkPlan(batch, int(np.prod(flat.shape[1:])), False, threads)
         report = Progress(progress, batch)
@@ -216,9 +297,7 @@ class _Chunked:
         return choose_method(shape, lambda: np.ascontiguousarray(evenly_spaced(chunk).sum(axis=drop)))
 
     def method(self) -> str:
-        """What solved the problems: "exact", "refine" or both joined by "+"."""
-        names = {"refine" if m.startswith("refine") else "exact" for m in self.methods.values()}
-        return "+".join(sorted(names)) if names else "exact"
+        return _method_name(self.methods)
 
 
 def _host_view(P):
@@ -345,13 +424,26 @@ def _converged(bound_nats, tol_nats: float, finite) -> np.ndarray:
     return (bound_nats <= tol_nats) & finite
 
 
+def _on_device(P) -> bool:
+    """Whether P is a CUDA tensor that the CUDA kernels solve (a CUDA build of fastpid)."""
+    return is_torch(P) and P.is_cuda and bool(_C.build_info()["cuda"])
+
+
 def _prepare(P, sources: int, *, most=None):
-    """(host view of P, k, batch_shape, flat (batch, n1..nk, ny) view) after the shape checks."""
-    host = _host_view(P)
-    k = _check_sources(sources, host.ndim, most=most)
-    check_shape(host.shape, min_rank=k + 1)
-    batch_shape = tuple(host.shape[: host.ndim - k - 1])
-    return k, batch_shape, host.reshape((-1,) + host.shape[host.ndim - k - 1:])
+    """(k, batch_shape, flat) after the shape checks: flat (batch, n1..nk, ny) a view of P on
+    the host, or of a CUDA tensor on its device when the CUDA kernels solve it (_on_device)."""
+    if _on_device(P):
+        import torch
+
+        if P.is_complex():
+            raise ValueError(f"P must be real, got dtype {P.dtype}")
+        host_like = P
+    else:
+        host_like = _host_view(P)
+    k = _check_sources(sources, host_like.ndim, most=most)
+    check_shape(tuple(host_like.shape), min_rank=k + 1)
+    batch_shape = tuple(host_like.shape[: host_like.ndim - k - 1])
+    return k, batch_shape, host_like.reshape((-1,) + tuple(host_like.shape[host_like.ndim - k - 1:]))
 
 
 def union_information(
@@ -398,8 +490,12 @@ def union_information(
     everything = tuple(range(k))
     subsets = [(), everything] + [(i,) for i in range(k)]
     kind = kind_of(P)
-    solved = _Chunked(flat, [everything], subsets, tol * log_base, max_iter, "auto", duals=kind.torch, threads=threads,
-                      progress=progress, batch_shape=batch_shape, normalize=normalize)
+    if _on_device(P):
+        solved = _DeviceSolved(flat, [everything], subsets, tol * log_base, max_iter, "auto", progress=progress,
+                               batch_shape=batch_shape, normalize=normalize)
+    else:
+        solved = _Chunked(flat, [everything], subsets, tol * log_base, max_iter, "auto", duals=kind.torch, threads=threads,
+                          progress=progress, batch_shape=batch_shape, normalize=normalize)
 
     def measures(value, h, stack):
         return {"union": h[()] - value, "synergy": value - h[everything], "mi_joint": h[()] - h[everything],
@@ -417,7 +513,7 @@ def union_information(
     scale = dict(plain, value=solved.values[everything])
     del scale["mi_sources"]
     # the value (2 sums) and H(X, Y), H(X), H(Y, Xi), H(Xi), H(Y): the entropy-like sums over the entries
-    rounding = summation_rounding(flat[0].size, 2 + 2 + 2 * k + 1, log_base)
+    rounding = summation_rounding(int(np.prod(flat.shape[1:])), 2 + 2 + 2 * k + 1, log_base)
     fields = _outputs(quantities, scale, ("union", "synergy"), solved.bounds[everything], kind, log_base, batch_shape, rounding)
     finite = np.isfinite(solved.values[everything])
     return UnionResult(
@@ -469,8 +565,12 @@ def decompose3(P, *, method: str = "auto", tol: float = 1e-7, max_iter: Optional
     subsets = [(), (0,), (1,), (2,)] + list(PAIRS) + [(0, 1, 2)]
     kind = kind_of(P)
     tol_nats = tol * log_base
-    solved = _Chunked(flat, problems, subsets, tol_nats, max_iter, method, duals=kind.torch, threads=threads,
-                      progress=progress, batch_shape=batch_shape, normalize=normalize)
+    if _on_device(P):
+        solved = _DeviceSolved(flat, problems, subsets, tol_nats, max_iter, method, progress=progress, batch_shape=batch_shape,
+                               normalize=normalize)
+    else:
+        solved = _Chunked(flat, problems, subsets, tol_nats, max_iter, method, duals=kind.torch, threads=threads,
+                          progress=progress, batch_shape=batch_shape, normalize=normalize)
     plain = terms3(solved.values, solved.entropies)
     if kind.torch:
         p = _torch_probabilities(P, 4, normalize)
@@ -480,7 +580,7 @@ def decompose3(P, *, method: str = "auto", tol: float = 1e-7, max_iter: Optional
     bound_nats = sum(solved.bounds[s] for s in problems)
     scale = dict(plain, **{f"value{''.join(map(str, s))}": solved.values[s] for s in problems}, entropy_y=solved.entropies[()])
     # the four values (2 sums each) and H(X_S, Y), H(X_S) of the eight subsets S
-    rounding = summation_rounding(flat[0].size, 2 * len(problems) + 2 * len(subsets), log_base)
+    rounding = summation_rounding(int(np.prod(flat.shape[1:])), 2 * len(problems) + 2 * len(subsets), log_base)
     fields = _outputs(quantities, scale, TERMS3, bound_nats, kind, log_base, batch_shape, rounding)
     finite = np.logical_and.reduce([np.isfinite(solved.values[s]) for s in problems])
     return PID3Result(

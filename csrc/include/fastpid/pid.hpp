@@ -146,6 +146,12 @@ void subset_entropies_cpu(const double* P, int64_t batch, const std::vector<int>
 void union_cpu(const double* P, int64_t batch, const std::vector<int>& dims, const double* tol, int max_iter, double* value,
                double* bound, uint8_t* converged, int32_t* iterations, double* dual, int num_threads);
 
+// union_cpu's algorithm with the team algebra (union_team_algebra.hpp), run by the CPU test
+// executor: teams of team_size fibers, a simulated grid of `workers` blocks (tests).
+void union_team_executor_cpu(const double* P, int64_t batch, const std::vector<int>& dims, const double* tol, int max_iter,
+                             double* value, double* bound, uint8_t* converged, int32_t* iterations, double* dual,
+                             int team_size, uint64_t seed, int workers);
+
 // Per distribution (batch rows of `per` entries): its total and whether it has a NaN or
 // infinite entry and a negative entry: the passes over the data that the input checks need
 // (_backend.check_flat), in one.

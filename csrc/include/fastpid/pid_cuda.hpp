@@ -5,6 +5,7 @@
 #include <string>
 
 #include "fastpid/pid.hpp"
+#include "fastpid/union.hpp"
 
 namespace fastpid {
 
@@ -22,7 +23,7 @@ struct CudaPlan {
 CudaPlan cuda_plan(const std::string& kernel, Shape shape);
 
 // What the compiled kernel takes per thread and block (cudaFuncGetAttributes), for the launch
-// plans that benchmarks record: kernel "proxy", "refine", "exact" or "value_grad".
+// plans that benchmarks record: kernel "proxy", "refine", "exact", "union" or "value_grad".
 struct CudaKernelInfo {
   int registers = 0;         // per thread
   int64_t local_bytes = 0;   // per thread: spills and local arrays
@@ -35,6 +36,12 @@ CudaKernelInfo cuda_kernel_info(const std::string& kernel);
 // Enqueues the kernel on `stream`; returns without synchronising.
 void cuda_launch(const std::string& kernel, const double* P, Shape shape, SolverOptions opt, SolveOutputs out,
                  double* workspace, CudaPlan plan, void* stream);
+
+// The k-source solver (union.hpp): its launch plan on the current device, and its launch on
+// `stream` (outputs as union_cpu's, device pointers; out.tol: one tolerance per distribution).
+CudaPlan cuda_union_plan(const UnionShape& shape);
+void cuda_union_launch(const double* P, const UnionShape& shape, const UnionOutputs& out, double* workspace, CudaPlan plan,
+                       void* stream);
 
 // Backward of the value on the device (value_grad_entry per entry of the batch), on `stream`.
 void cuda_value_grad(const double* grad_value, const double* P, const double* dual1, const double* dual2, Shape shape,
