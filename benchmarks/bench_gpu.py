@@ -129,7 +129,35 @@ def smoke(torch, device):
         bad += not diff <= allowed
         print(f"smoke {method}: synergy cpu {to_numpy(cpu.synergy).round(9)} {device.type} {to_numpy(dev.synergy).round(9)} "
               f"max diff {diff:.1e} bits (allowed {allowed:.1e}) converged {bool(to_numpy(dev.converged).all())}")
+    ok, diff = three_sources_agree(torch, device, count=3)
+    bad += not ok
+    print(f"smoke sources=3: max diff {diff:.1e} bits, within the bounds {ok}")
     return 1 if bad else 0
+
+
+def pool3(shape, count, seed):
+    """Histograms of 2,000 samples of (n1, n2, n3, ny) populations, as bench_three's."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        base = rng.dirichlet(np.full(int(np.prod(shape)), 0.5))
+        counts = rng.multinomial(2000, base).reshape(shape)
+        out.append(counts / counts.sum())
+    return np.stack(out)
+
+
+def three_sources_agree(torch, device, count):
+    """decompose(P, sources=3) on the device (the k-source kernel and the pairs' kernels) against
+    the CPU: (every term within the two bounds + slack and converged, the largest difference)."""
+    from fastpid.result import TERMS3
+
+    P = torch.tensor(pool3((4, 3, 3, 4), count, seed=7))
+    cpu = fastpid.decompose(P, sources=3)
+    dev = fastpid.decompose(P.to(device), sources=3)
+    allowed = to_numpy(cpu.bound) + to_numpy(dev.bound) + AGREEMENT_SLACK_BITS
+    diffs = [np.abs(to_numpy(getattr(dev, t)) - to_numpy(getattr(cpu, t))) for t in TERMS3]
+    ok = all(bool((d <= allowed).all()) for d in diffs) and bool(to_numpy(dev.converged).all())
+    return ok, float(max(d.max() for d in diffs))
 
 
 def sanitize(torch, device):
@@ -138,7 +166,12 @@ def sanitize(torch, device):
     the backward kernel."""
     from fastpid import torch_ops
 
-    torch_ops.MAX_CUDA_BLOCKS = 4
+    torch_ops.MAX_CUDA_BLOCKS = 4  # the k-source kernel's grid too
+    P = torch.tensor(pool3((4, 3, 3, 4), 12, seed=5), device=device, requires_grad=True)
+    r = fastpid.decompose(P, sources=3)
+    r.synergy.sum().backward()
+    torch.cuda.synchronize() if device.type == "cuda" else None
+    print("sources=3", [round(float(v), 9) for v in r.synergy.detach().cpu()[:3]], bool(r.converged.all()), float(P.grad.abs().sum()))
     for method in ("proxy", "refine", "exact"):
         for kind, shape in (("hist", (6, 5, 3)), ("dense", (20, 18, 6))):
             P = torch.tensor(pool(kind, shape, 12, seed=5), device=device, requires_grad=True)
@@ -267,8 +300,20 @@ def main(argv=None):
         match = [c for c in payload["cpu_rows"] if c["method"] == r["method"] and c["shape"] == r["shape"] and c["tol"] == r["tol"]]
         r["speedup_vs_cpu_2_threads"] = r["dist_per_s"] / match[0]["dist_per_s"] if match else None
     save()
+    if not over_budget():  # three sources: the k-source kernel and the pairs' on the device, against 2 CPU threads
+        P = torch.tensor(pool3((6, 6, 6, 4), 200 if args.quick else 2000, seed=3))
+        progress(f"sources=3 hist 6x6x6x4 batch {len(P)} on {name}, and 200 on the CPU")
+        fastpid.decompose(P[:16].to(device), sources=3)  # warm-up
+        seconds, r = timed(lambda: fastpid.decompose(P.to(device), sources=3), sync, repeats=1)
+        cpu_seconds, _ = timed(lambda: fastpid.decompose(P[:200].numpy(), sources=3, threads=2), lambda: None, repeats=1)
+        payload["three_sources"] = {"shape": "hist 6x6x6x4", "batch": len(P), "dist_per_s": len(P) / seconds,
+                                    "cpu_2_threads_dist_per_s": 200 / cpu_seconds, "max_bound": float(to_numpy(r.bound).max()),
+                                    "converged_fraction": float(to_numpy(r.converged).mean())}
+        save()
     progress(f"checking agreement with the CPU on {name}")
     payload["agreement"] = agreement(torch, device, args.quick)
+    ok3, diff3 = three_sources_agree(torch, device, count=4 if args.quick else 32)
+    payload["agreement"]["sources=3"] = {"max_diff_bits": diff3, "within_bounds": ok3}
     payload["complete"] = True
     save()
     if payload["rows"]:

@@ -75,7 +75,7 @@ export FASTPID_CUDA=ON FASTPID_CUDA_ARCHITECTURES="${ARCH}-real" FASTPID_CUDA_VE
 say "build: sm_$ARCH only, $(nproc) parallel jobs"
 if run build "$L_BUILD" "$OUT/build.log" "$PY" -m pip install --no-build-isolation --no-deps -v "${TARGET[@]}" .; then
   grep -E "ptxas info +: (Compiling|Used)" "$OUT/build.log" \
-    | sed -E "s/'_ZN7fastpid[^']*(ProxyKernel|RefineKernel|ExactKernel)[^']*'/\1/; s/'_ZN7fastpid[^']*(value_grad_kernel)[^']*'/\1/" | tee -a "$SUMMARY" >/dev/null
+    | sed -E "s/'_ZN7fastpid[^']*(ProxyKernel|RefineKernel|ExactKernel)[^']*'/\1/; s/'_ZN7fastpid[^']*(value_grad_kernel|union_batch_kernel)[^']*'/\1/" | tee -a "$SUMMARY" >/dev/null
   "$PY" -c "import fastpid; print('build_info:', fastpid.build_info())" 2>&1 | tee -a "$SUMMARY" >/dev/null
 else
   say "the build failed (build.log); stopping"; exit 1

@@ -199,6 +199,10 @@ def _union_cuda(p, tol_nats: float, max_iter: Optional[int], batch_shape):
         converged, iterations = empty(batch, dtype=torch.uint8), empty(batch, dtype=torch.int32)
         tol = torch.full((batch,), float(tol_nats), dtype=torch.float64, device=p.device)
         blocks, threads, per_block = _C.cuda_union_plan(list(dims), batch)
+        from .torch_ops import MAX_CUDA_BLOCKS  # the tests' and sanitizers' cap on the grid
+
+        if MAX_CUDA_BLOCKS:
+            blocks = min(blocks, MAX_CUDA_BLOCKS)
         workspace = empty(blocks * per_block)
         _C.cuda_union_launch(p.data_ptr(), list(dims), batch, tol.data_ptr(), UNION_MAX_ITER if max_iter is None else int(max_iter),
                              value.data_ptr(), bound.data_ptr(), converged.data_ptr(), iterations.data_ptr(), dual.data_ptr(),
