@@ -36,7 +36,7 @@ def bench_gpu(*args):
 def test_smoke_on_the_cpu_device():
     done = bench_gpu("--smoke", "--device", "cpu")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["smoke proxy", "smoke refine", "smoke exact"]
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["smoke proxy", "smoke refine", "smoke exact", "smoke sources=3"]
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="the check wants nvcc, as the GPU machine has")
