@@ -31,6 +31,32 @@ std::vector<int> ints_of(const py::sequence& seq) {
 
 using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
+// (n1, ..., nk, ny) of a k-source batch P (batch, n1, ..., nk, ny), 2 <= k <= kMaxSources.
+std::vector<int> union_dims(const py::array& P) {
+  if (P.ndim() < 4) throw std::invalid_argument("expected an array of shape (batch, n1, ..., nk, ny) with k >= 2");
+  if (P.ndim() - 2 > fastpid::kMaxSources) throw std::invalid_argument("at most 8 sources");
+  std::vector<int> dims;
+  for (int a = 1; a < P.ndim(); ++a) dims.push_back(int(P.shape(a)));
+  return dims;
+}
+
+// The k-source solver's outputs for a batch, as numpy arrays, and their dict for Python.
+struct UnionArrays {
+  py::array_t<double> value, bound, dual;
+  py::array_t<uint8_t> converged;
+  py::array_t<int32_t> iterations;
+  UnionArrays(int64_t batch, int full) : value(batch), bound(batch), dual({batch, int64_t(full)}), converged(batch), iterations(batch) {}
+  py::dict dict() const {
+    py::dict result;
+    result["value"] = value;
+    result["bound"] = bound;
+    result["converged"] = converged.attr("astype")("bool");
+    result["iterations"] = iterations;
+    result["dual"] = dual;
+    return result;
+  }
+};
+
 Shape shape_of(const Array& P) {
   if (P.ndim() != 4) throw std::invalid_argument("expected an array of shape (batch, n1, n2, ny)");
   return Shape{P.shape(0), int(P.shape(1)), int(P.shape(2)), int(P.shape(3))};
@@ -226,21 +252,14 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       "union_cpu",
       [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P,
          const py::array_t<double, py::array::c_style | py::array::forcecast>& tol, int max_iter, int threads) {
-        if (P.ndim() < 4) throw std::invalid_argument("expected an array of shape (batch, n1, ..., nk, ny) with k >= 2");
-        if (P.ndim() - 2 > fastpid::kMaxSources) throw std::invalid_argument("at most 8 sources");
+        const std::vector<int> dims = union_dims(P);
         if (tol.size() != 1 && tol.size() != P.shape(0))
           throw std::invalid_argument("tol must be one number or one per distribution");
-        std::vector<int> dims;
-        int full = 0;
-        for (int a = 1; a < P.ndim(); ++a) dims.push_back(int(P.shape(a)));
-        for (size_t a = 0; a + 1 < dims.size(); ++a) full += dims[a] * dims.back();
         const int64_t batch = P.shape(0);
-        py::array_t<double> value(batch), bound(batch), dual({batch, int64_t(full)});
-        py::array_t<uint8_t> converged(batch);
-        py::array_t<int32_t> iterations(batch);
-        double *v = value.mutable_data(), *b = bound.mutable_data(), *d = dual.mutable_data();
-        uint8_t* c = converged.mutable_data();
-        int32_t* it = iterations.mutable_data();
+        UnionArrays out(batch, fastpid::union_shape(dims.data(), int(dims.size()) - 1, batch).full);
+        double *v = out.value.mutable_data(), *b = out.bound.mutable_data(), *d = out.dual.mutable_data();
+        uint8_t* c = out.converged.mutable_data();
+        int32_t* it = out.iterations.mutable_data();
         const double* p = P.data();
         std::vector<double> tols(size_t(batch), tol.size() ? tol.data()[0] : 0.0);
         if (tol.size() == batch) std::copy(tol.data(), tol.data() + batch, tols.begin());
@@ -254,13 +273,7 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
           }
         }
         if (interrupted) raise_interruption();
-        py::dict result;
-        result["value"] = value;
-        result["bound"] = bound;
-        result["converged"] = converged.attr("astype")("bool");
-        result["iterations"] = iterations;
-        result["dual"] = dual;
-        return result;
+        return out.dict();
       },
       py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("threads") = 0,
       "The k-source union problem of every distribution in P (batch, n1, ..., nk, ny), normalised: max H_Q(Y | X1..Xk) "
@@ -270,28 +283,16 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
       "union_team_executor",
       [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P, double tol, int max_iter, int team_size,
          uint64_t seed, int workers) {
-        if (P.ndim() < 4) throw std::invalid_argument("expected an array of shape (batch, n1, ..., nk, ny) with k >= 2");
-        if (P.ndim() - 2 > fastpid::kMaxSources) throw std::invalid_argument("at most 8 sources");
+        const std::vector<int> dims = union_dims(P);
         if (team_size < 1 || team_size > 4096) throw std::invalid_argument("team_size must be in 1..4096");
         if (workers < 1) throw std::invalid_argument("workers must be >= 1");
-        std::vector<int> dims;
-        for (int a = 1; a < P.ndim(); ++a) dims.push_back(int(P.shape(a)));
         const int64_t batch = P.shape(0);
-        const fastpid::UnionShape sh = fastpid::union_shape(dims.data(), int(dims.size()) - 1, batch);
-        py::array_t<double> value(batch), bound(batch), dual({batch, int64_t(sh.full)});
-        py::array_t<uint8_t> converged(batch);
-        py::array_t<int32_t> iterations(batch);
+        UnionArrays out(batch, fastpid::union_shape(dims.data(), int(dims.size()) - 1, batch).full);
         std::vector<double> tols(size_t(batch), tol);
-        fastpid::union_team_executor_cpu(P.data(), batch, dims, tols.data(), max_iter, value.mutable_data(), bound.mutable_data(),
-                                         converged.mutable_data(), iterations.mutable_data(), dual.mutable_data(), team_size,
-                                         seed, workers);
-        py::dict result;
-        result["value"] = value;
-        result["bound"] = bound;
-        result["converged"] = converged.attr("astype")("bool");
-        result["iterations"] = iterations;
-        result["dual"] = dual;
-        return result;
+        fastpid::union_team_executor_cpu(P.data(), batch, dims, tols.data(), max_iter, out.value.mutable_data(),
+                                         out.bound.mutable_data(), out.converged.mutable_data(), out.iterations.mutable_data(),
+                                         out.dual.mutable_data(), team_size, seed, workers);
+        return out.dict();
       },
       py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("team_size"), py::arg("seed") = 0, py::arg("workers") = 1,
       "union_cpu's algorithm with the team algebra run by the CPU test executor: teams of team_size fibers, each phase "

@@ -10,8 +10,62 @@ ATOMS = ("redundancy", "unique1", "unique2", "synergy")
 MEASURES = ATOMS + ("mi_x1", "mi_x2", "mi_joint", "bound")
 
 
-@dataclass(frozen=True)
-class PIDResult:
+class _Fields:
+    """What every result class shares: its batch shape (that of its first field), to_dict and
+    a one-line repr of its ``_MEASURES``."""
+
+    _MEASURES: tuple = ()
+
+    @property
+    def batch_shape(self):
+        """Shape of the batch (``()`` for a single distribution)."""
+        return tuple(getattr(self, fields(self)[0].name).shape)
+
+    def to_dict(self) -> dict:
+        """Plain Python values (floats, bools, ints, nested lists) for logging or JSON."""
+        return _to_dict(self)
+
+    def __repr__(self) -> str:
+        return _repr(self, self._MEASURES)
+
+
+def _to_dict(result) -> dict:
+    """A result's fields as plain Python values, but its coupling (as large as the input)."""
+    out = {}
+    for f in fields(result):
+        v = getattr(result, f.name)
+        if f.name == "coupling":
+            continue
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().numpy()
+        out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
+    return out
+
+
+def _repr(result, measures) -> str:
+    """One line: the unit, method and batch shape, then each of ``measures``, converged and
+    iterations (a batch's fields as their range)."""
+    def fmt(v):
+        if type(v).__module__.startswith("dask"):  # fastpid.dask's lazy fields: never computed by a repr
+            return f"<lazy {tuple(v.shape)}>"
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().numpy()
+        v = np.asarray(v)
+        if v.ndim == 0:
+            return f"{v.item():.6g}" if v.dtype.kind == "f" else str(v.item())
+        if v.dtype == bool:
+            return f"[{int(v.sum())}/{v.size} True]"
+        return f"[min {np.nanmin(v):.6g}, max {np.nanmax(v):.6g}]" if v.size else "[]"
+
+    shape = result.batch_shape
+    head = f"{type(result).__name__}(unit={result.unit!r}, method={result.method!r}"
+    head += f", batch_shape={shape}" if shape else ""
+    body = ", ".join(f"{name}={fmt(getattr(result, name))}" for name in measures + ("converged", "iterations"))
+    return f"{head}, {body})"
+
+
+@dataclass(frozen=True, repr=False)
+class PIDResult(_Fields):
     """Partial information decomposition of one distribution or a batch.
 
     Every field is an array (numpy) or tensor (torch, on the input's device) of the batch
@@ -50,52 +104,7 @@ class PIDResult:
     method: str = "exact"
     coupling: Optional[Any] = field(default=None, repr=False)
 
-    @property
-    def batch_shape(self):
-        """Shape of the batch (``()`` for a single distribution)."""
-        return tuple(self.redundancy.shape)
-
-    def to_dict(self) -> dict:
-        """Plain Python values (floats, bools, ints, nested lists) for logging or JSON."""
-        return _to_dict(self)
-
-    def __repr__(self) -> str:
-        return _repr(self, MEASURES)
-
-
-def _to_dict(result) -> dict:
-    """A result's fields as plain Python values, but its coupling (as large as the input)."""
-    out = {}
-    for f in fields(result):
-        v = getattr(result, f.name)
-        if f.name == "coupling":
-            continue
-        if hasattr(v, "detach"):
-            v = v.detach().cpu().numpy()
-        out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
-    return out
-
-
-def _repr(result, measures) -> str:
-    """One line: the unit, method and batch shape, then each of ``measures``, converged and
-    iterations (a batch's fields as their range)."""
-    def fmt(v):
-        if type(v).__module__.startswith("dask"):  # fastpid.dask's lazy fields: never computed by a repr
-            return f"<lazy {tuple(v.shape)}>"
-        if hasattr(v, "detach"):
-            v = v.detach().cpu().numpy()
-        v = np.asarray(v)
-        if v.ndim == 0:
-            return f"{v.item():.6g}" if v.dtype.kind == "f" else str(v.item())
-        if v.dtype == bool:
-            return f"[{int(v.sum())}/{v.size} True]"
-        return f"[min {np.nanmin(v):.6g}, max {np.nanmax(v):.6g}]" if v.size else "[]"
-
-    shape = result.batch_shape
-    head = f"{type(result).__name__}(unit={result.unit!r}, method={result.method!r}"
-    head += f", batch_shape={shape}" if shape else ""
-    body = ", ".join(f"{name}={fmt(getattr(result, name))}" for name in measures + ("converged", "iterations"))
-    return f"{head}, {body})"
+    _MEASURES = MEASURES
 
 
 # The trivariate maximum-entropy decomposition's eight terms (docs/design.md section 7), in the
@@ -105,8 +114,8 @@ INFORMATIONS3 = ("mi_x1", "mi_x2", "mi_x3", "mi_x12", "mi_x13", "mi_x23", "mi_jo
 MEASURES3 = TERMS3 + INFORMATIONS3 + ("bound",)
 
 
-@dataclass(frozen=True)
-class PID3Result:
+@dataclass(frozen=True, repr=False)
+class PID3Result(_Fields):
     """The trivariate maximum-entropy decomposition (Chicharro 2017; the terms MAXENT3D_PID
     computes) of one distribution P(X1, X2, X3, Y) or a batch: ``fastpid.decompose(P,
     sources=3)``.
@@ -158,24 +167,14 @@ class PID3Result:
     unit: str = "bits"
     method: str = "exact"
 
-    @property
-    def batch_shape(self):
-        """Shape of the batch (``()`` for a single distribution)."""
-        return tuple(self.synergy.shape)
-
-    def to_dict(self) -> dict:
-        """Plain Python values (floats, bools, ints, nested lists) for logging or JSON."""
-        return _to_dict(self)
-
-    def __repr__(self) -> str:
-        return _repr(self, MEASURES3)
+    _MEASURES = MEASURES3
 
 
 UNION_MEASURES = ("union", "synergy", "mi_joint", "entropy_y", "bound")
 
 
-@dataclass(frozen=True)
-class UnionResult:
+@dataclass(frozen=True, repr=False)
+class UnionResult(_Fields):
     """The k-source union information of one distribution P(X1, ..., Xk, Y) or a batch:
     ``fastpid.union_information(P, sources=k)``.
 
@@ -210,14 +209,4 @@ class UnionResult:
     unit: str = "bits"
     method: str = "exact"
 
-    @property
-    def batch_shape(self):
-        """Shape of the batch (``()`` for a single distribution)."""
-        return tuple(self.union.shape)
-
-    def to_dict(self) -> dict:
-        """Plain Python values (floats, bools, ints, nested lists) for logging or JSON."""
-        return _to_dict(self)
-
-    def __repr__(self) -> str:
-        return _repr(self, UNION_MEASURES)
+    _MEASURES = UNION_MEASURES

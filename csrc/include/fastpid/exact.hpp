@@ -76,9 +76,10 @@ struct Carver {
   }
 };
 
-// Doubles that Arrays::carve(Carver&, Shape) takes for shape s (Arrays default-constructible).
-template <class Arrays>
-FASTPID_HD int64_t carved_doubles(Shape s) {
+// Doubles that Arrays::carve(Carver&, s) takes for shape s (Arrays default-constructible; s a
+// Shape, or the k-source solver's UnionShape).
+template <class Arrays, class ShapeOf>
+FASTPID_HD int64_t carved_doubles(const ShapeOf& s) {
   Carver cv(nullptr);
   Arrays a;
   a.carve(cv, s);

@@ -117,12 +117,7 @@ struct UnionOutputs {
 template <class Team, class Algebra>
 class UnionPoint {
  public:
-  static FASTPID_HD int64_t workspace_doubles(const UnionShape& s) {
-    Carver cv(nullptr);
-    Arrays a;
-    a.carve(cv, s);
-    return cv.used;
-  }
+  static FASTPID_HD int64_t workspace_doubles(const UnionShape& s) { return carved_doubles<Arrays>(s); }
 
   FASTPID_HD UnionPoint(Team& team, const UnionShape& shape, double* ws, Algebra& algebra)
       : t(team), sh(shape), alg(algebra) {

@@ -19,12 +19,7 @@ namespace fastpid {
 template <class Team>
 class UnionTeamAlgebra {
  public:
-  static FASTPID_HD int64_t workspace_doubles(const UnionShape& s) {
-    Carver cv(nullptr);
-    UnionTeamAlgebra a;
-    a.carve(cv, s);
-    return cv.used;
-  }
+  static FASTPID_HD int64_t workspace_doubles(const UnionShape& s) { return carved_doubles<UnionTeamAlgebra>(s); }
 
   FASTPID_HD UnionTeamAlgebra() = default;
   FASTPID_HD UnionTeamAlgebra(double* ws, const UnionShape& s) {
