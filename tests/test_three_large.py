@@ -103,3 +103,21 @@ def test_fork_pool_after_a_batched_call(rng):
         results = pool.map_async(_terms_in_child, np.split(P, 4)).get(timeout=120)
     np.testing.assert_array_equal(np.concatenate([s for s, _, _ in results]), parent.synergy)
     assert all(forked and threads == 1 for _, forked, threads in results)
+
+
+def test_dask_decompose_three_sources_equals_in_process(rng):
+    dask = pytest.importorskip("dask")
+    import dask.array as da
+
+    import fastpid.dask
+
+    P = batch3(rng, 12).reshape(3, 4, 4, 3, 3, 3)
+    lazy = fastpid.dask.decompose(da.from_array(P, chunks=(1, 2, 4, 3, 3, 3)), sources=3)
+    assert isinstance(lazy, fastpid.PID3Result) and lazy.batch_shape == (3, 4)
+    with dask.config.set(scheduler="threads"):
+        got = fastpid.dask.compute(lazy)
+    want = fastpid.decompose(P, sources=3)
+    for name in MEASURES3 + ("converged", "iterations"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    with pytest.raises(ValueError, match="sources must be 2 or 3"):
+        fastpid.dask.decompose(da.from_array(P), sources=4)

@@ -24,10 +24,13 @@ from typing import Any, Iterable, List
 
 import numpy as np
 
-from .result import MEASURES, PIDResult
+from .result import MEASURES, MEASURES3, PID3Result, PIDResult
 
-# The columns of a task's output: the eight measures, then converged and iterations.
-_COLUMNS = MEASURES + ("converged", "iterations")
+
+def _layout(sources: int):
+    """(result class, its measures) of decompose with ``sources``: a task's output columns are
+    the measures, then converged and iterations."""
+    return (PID3Result, MEASURES3) if sources == 3 else (PIDResult, MEASURES)
 
 
 def _dask_array():
@@ -39,23 +42,25 @@ def _dask_array():
 
 
 def _solve_block(block: np.ndarray, kwargs: dict) -> np.ndarray:
-    """One task: fastpid.decompose of a chunk (..., n1, n2, ny), its results stacked along a
-    last axis of len(_COLUMNS) in float64 (the chunk's batch shape, then the column)."""
+    """One task: fastpid.decompose of a chunk (..., n1, n2, ny) (or (..., n1, n2, n3, ny) with
+    sources=3), its results stacked along a last axis of columns in float64 (the chunk's batch
+    shape, then the column: see _layout)."""
     from .core import decompose
 
     r = decompose(block, **kwargs)
-    return np.stack([np.asarray(getattr(r, name), dtype=np.float64) for name in _COLUMNS], axis=-1)[..., None, :]
+    columns = _layout(kwargs.get("sources", 2))[1] + ("converged", "iterations")
+    return np.stack([np.asarray(getattr(r, name), dtype=np.float64) for name in columns], axis=-1)[..., None, :]
 
 
-def decompose(P: Any, **kwargs) -> PIDResult:
-    """:func:`fastpid.decompose` of a dask array ``P`` of shape ``(..., n1, n2, ny)``, chunked
-    over its batch axes (its last three axes are brought to one chunk each): a PIDResult whose
-    fields are lazy dask arrays of the batch shape, chunked as P's batch axes. Compute them
-    together (:func:`compute`, or ``dask.compute(r.synergy, r.bound, ...)``) so that each chunk
-    is solved once.
+def decompose(P: Any, **kwargs):
+    """:func:`fastpid.decompose` of a dask array ``P`` of shape ``(..., n1, n2, ny)`` (or
+    ``(..., n1, n2, n3, ny)`` with ``sources=3``), chunked over its batch axes (its last axes are
+    brought to one chunk each): a PIDResult (PID3Result) whose fields are lazy dask arrays of the
+    batch shape, chunked as P's batch axes. Compute them together (:func:`compute`, or
+    ``dask.compute(r.synergy, r.bound, ...)``) so that each chunk is solved once.
 
     Keyword arguments are decompose's (``method``, ``tol``, ``max_iter``, ``base``,
-    ``normalize``, ``threads``: default 1 per task, see the module docstring), but not
+    ``normalize``, ``sources``, ``threads``: default 1 per task, see the module docstring), but not
     ``return_coupling`` (a coupling is as large as P: solve the chunks you need it for with
     fastpid.decompose) or ``progress`` (dask's dashboard and ``dask.diagnostics`` show it).
     ``result.method`` is the method asked for: with "auto" each chunk chooses its own.
@@ -70,37 +75,45 @@ def decompose(P: Any, **kwargs) -> PIDResult:
     kwargs.setdefault("threads", 1)
     kwargs["progress"] = False
     P = da.asarray(P)
-    if P.ndim < 3:
-        raise ValueError(f"P must have shape (..., n1, n2, ny) with at least 3 dimensions, got shape {P.shape}")
+    sources = kwargs.get("sources", 2)
+    if isinstance(sources, bool) or sources not in (2, 3):
+        raise ValueError(f"sources must be 2 or 3, got {sources!r}")
+    core = sources + 1
+    if P.ndim < core:
+        raise ValueError(f"P must have shape (..., n1, ..., ny) with at least {core} dimensions for sources={sources}, "
+                         f"got shape {P.shape}")
     if not (np.issubdtype(P.dtype, np.number) or P.dtype == bool) or np.issubdtype(P.dtype, np.complexfloating):
         raise ValueError(f"P must be a real numeric array, got dtype {P.dtype}")
     nd = P.ndim
-    P = P.rechunk({nd - 3: -1, nd - 2: -1, nd - 1: -1})
+    P = P.rechunk({axis: -1 for axis in range(nd - core, nd)})
+    result_class, measures = _layout(sources)
+    columns = measures + ("converged", "iterations")
     from ._backend import unit_of
 
     unit, _ = unit_of(kwargs.get("base", 2))
     stacked = da.map_blocks(
-        _solve_block, P, kwargs, dtype=np.float64, drop_axis=[nd - 1],
-        chunks=P.chunks[: nd - 3] + ((1,), (len(_COLUMNS),)),
+        _solve_block, P, kwargs, dtype=np.float64, drop_axis=list(range(nd - core + 2, nd)),
+        chunks=P.chunks[: nd - core] + ((1,), (len(columns),)),
     )[..., 0, :]
     out_dtype = P.dtype if P.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    fields = {name: stacked[..., i].astype(out_dtype) for i, name in enumerate(MEASURES)}
-    return PIDResult(
+    fields = {name: stacked[..., i].astype(out_dtype) for i, name in enumerate(measures)}
+    return result_class(
         **fields,
-        converged=stacked[..., len(MEASURES)].astype(bool),
-        iterations=stacked[..., len(MEASURES) + 1].astype(np.int32),
+        converged=stacked[..., len(measures)].astype(bool),
+        iterations=stacked[..., len(measures) + 1].astype(np.int32),
         unit=unit, method=kwargs.get("method", "auto"),
     )
 
 
-def compute(result: PIDResult, **compute_kwargs) -> PIDResult:
-    """The PIDResult of numpy arrays of a lazy one (from :func:`decompose`), every field
-    computed in one pass over the input (``dask.compute``; keyword arguments go to it)."""
+def compute(result, **compute_kwargs):
+    """The PIDResult (PID3Result) of numpy arrays of a lazy one (from :func:`decompose`), every
+    field computed in one pass over the input (``dask.compute``; keyword arguments go to it)."""
     import dask
 
-    names = MEASURES + ("converged", "iterations")
+    result_class, measures = _layout(3 if isinstance(result, PID3Result) else 2)
+    names = measures + ("converged", "iterations")
     values = dask.compute(*(getattr(result, name) for name in names), **compute_kwargs)
-    return PIDResult(**dict(zip(names, values)), unit=result.unit, method=result.method)
+    return result_class(**dict(zip(names, values)), unit=result.unit, method=result.method)
 
 
 def estimate(samples: Iterable, **kwargs) -> List[Any]:
