@@ -166,7 +166,7 @@ def estimation(est, out):
     left.set_title("bias")
     right.axhline(est["nominal"], color="gray", ls="--", lw=1)
     right.axhline(0.85, color="gray", ls=":", lw=1)
-    right.set_ylabel(f"coverage of the {est['nominal']:.0%} interval (worst atom)")
+    right.set_ylabel(f"coverage of the {est['nominal']:.0%} interval (worst {'term' if est.get('sources') == 3 else 'atom'})")
     right.set_ylim(-0.02, 1.02)
     right.set_title("coverage")
     from matplotlib.lines import Line2D
@@ -198,10 +198,11 @@ def main(argv=None):
     if bound:
         bound_vs_error(bound, RESULTS / f"bound_vs_error{suffix}.png")
         made.append(f"bound_vs_error{suffix}.png")
-    est = _load(f"estimate{suffix}.json")
-    if est:
-        estimation(est, RESULTS / f"estimate{suffix}.png")
-        made.append(f"estimate{suffix}.png")
+    for name in ("estimate", "estimate3"):
+        est = _load(f"{name}{suffix}.json")
+        if est:
+            estimation(est, RESULTS / f"{name}{suffix}.png")
+            made.append(f"{name}{suffix}.png")
     print("plots:", ", ".join(made) or "none (run the benchmarks first)")
 
 

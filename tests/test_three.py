@@ -155,6 +155,8 @@ def test_bad_input_is_refused_with_reasons():
         fastpid.union_information(P, sources=1)
     with pytest.raises(ValueError, match="sources must be"):
         fastpid.union_information(P, sources=True)
+    with pytest.raises(ValueError, match="sources must be between 2 and 8, got 9"):
+        fastpid.union_information(np.full((2,) * 10, 1 / 1024), sources=9)
     bad = np.stack([P, P])
     bad[1, 0, 0, 0, 0] = -0.1
     with pytest.raises(ValueError, match=r"P\[1\].*negative"):

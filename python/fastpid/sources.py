@@ -39,6 +39,8 @@ UNION_MAX_ITER = 200
 # over the labels y): it holds two matrices of order^2 doubles per thread (1 GiB at 8192) and
 # factorises one (order^3 / 3 multiply-adds) per iteration.
 UNION_MAX_ORDER = 8192
+# The most sources the native k-source solver takes (kMaxSources, union.hpp).
+MAX_SOURCES = 8
 # The methods decompose(P, sources=3) takes: the pairwise problems by "exact" or "refine", or
 # whichever "auto" predicts faster; the 3-source problem is always the interior-point method's.
 METHODS3 = ("auto", "exact", "refine")
@@ -473,7 +475,7 @@ def union_information(
         P: numpy array or torch tensor (CPU or CUDA; solved on the CPU) of shape
             ``(..., n1, ..., nk, ny)``, float32 or float64, non-negative, each distribution
             summing to 1.
-        sources: k >= 2, the number of source axes before the target's.
+        sources: k, 2 <= k <= 8, the number of source axes before the target's.
         tol: certified accuracy to reach for ``union`` and ``synergy``, in the unit of ``base``.
         max_iter: interior-point iteration cap per distribution (default 200; for k = 2
             decompose's default and hand-off).
@@ -490,7 +492,7 @@ def union_information(
     unit, log_base = unit_of(base)
     _check_common(tol, max_iter)
     threads = threads_of(threads)
-    k, batch_shape, flat = _prepare(P, sources)
+    k, batch_shape, flat = _prepare(P, sources, most=MAX_SOURCES)
     everything = tuple(range(k))
     subsets = [(), everything] + [(i,) for i in range(k)]
     kind = kind_of(P)
