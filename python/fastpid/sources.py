@@ -16,7 +16,6 @@ solved on the CPU and their results returned on their device, differentiable.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from ._backend import check_shape, is_torch, kind_of, unit_of
 from ._run import ChunkPlan, Progress, ProgressArg, chunk_float64, normalised, threads_of, validate
 from ._solve import choose_method, evenly_spaced, solve_flat
 from .core import summation_rounding
-from .result import INFORMATIONS3, TERMS3, PID3Result, UnionResult
+from .result import TERMS3, PID3Result, UnionResult
 
 # Interior-point iterations per distribution of the k-source solver: measured 8 to 28 on 560
 # draws of every family of fastpid.families.FAMILIES3 up to 10x10x10x11 at tol 1e-10 nats; the
@@ -449,8 +448,6 @@ def _prepare(P, sources: int, *, most=None):
     """(k, batch_shape, flat) after the shape checks: flat (batch, n1..nk, ny) a view of P on
     the host, or of a CUDA tensor on its device when the CUDA kernels solve it (_on_device)."""
     if _on_device(P):
-        import torch
-
         if P.is_complex():
             raise ValueError(f"P must be real, got dtype {P.dtype}")
         host_like = P
