@@ -1,5 +1,8 @@
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -30,3 +33,23 @@ def _time_limit(request):
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+def assert_ctrl_c_stops_the_call(script, *args):
+    """Runs ``script`` in a child Python that prints "ready" before a long call, prints
+    "interrupted <time.monotonic()>" when the call raises KeyboardInterrupt, then "next call
+    correct" or "WRONG" after another call; sends it SIGINT 1.5 s into the call and asserts that
+    the call stopped within a second and that the next call was correct."""
+    child = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.5)  # well into the call (the scripts' calls take 10 to 15 s on two cores)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    lines = out.split("\n")
+    assert lines[0].startswith("interrupted"), out
+    assert float(lines[0].split()[1]) - sent <= 1.0
+    assert lines[1] == "next call correct"

@@ -10,7 +10,6 @@ import math
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -20,6 +19,7 @@ import types
 
 import numpy as np
 import pytest
+from conftest import assert_ctrl_c_stops_the_call
 
 import fastpid
 from fastpid import _C, _run
@@ -205,19 +205,7 @@ CTRL_C_CHILD = textwrap.dedent("""
 
 @pytest.mark.parametrize("library", ["numpy", "torch"])
 def test_ctrl_c_ends_a_long_call_within_a_second(library):
-    child = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD, library], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(1.5)  # well into the call (about 10 s on two cores)
-        sent = time.monotonic()
-        child.send_signal(signal.SIGINT)
-        out, _ = child.communicate(timeout=120)
-    finally:
-        child.kill()
-    lines = out.split("\n")
-    assert lines[0].startswith("interrupted"), out
-    assert float(lines[0].split()[1]) - sent <= 1.0
-    assert lines[1] == "next call correct"
+    assert_ctrl_c_stops_the_call(CTRL_C_CHILD, library)
 
 
 # --- processes, fork and threads ------------------------------------------------------------

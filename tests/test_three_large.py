@@ -3,14 +3,11 @@ call gives the one-chunk answer, a bad distribution in a later chunk is named be
 is solved, progress is reported, Ctrl-C ends a long call within a second and leaves the process
 usable, and a forked child computes."""
 import multiprocessing
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
+from conftest import assert_ctrl_c_stops_the_call
 
 import fastpid
 from fastpid import _C, _run
@@ -77,19 +74,7 @@ CTRL_C_CHILD = textwrap.dedent("""
 
 
 def test_ctrl_c_ends_a_long_call_within_a_second():
-    child = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(1.5)  # well into the call (about 15 s on two cores)
-        sent = time.monotonic()
-        child.send_signal(signal.SIGINT)
-        out, _ = child.communicate(timeout=120)
-    finally:
-        child.kill()
-    lines = out.split("\n")
-    assert lines[0].startswith("interrupted"), out
-    assert float(lines[0].split()[1]) - sent <= 1.0
-    assert lines[1] == "next call correct"
+    assert_ctrl_c_stops_the_call(CTRL_C_CHILD)
 
 
 def _terms_in_child(P):
