@@ -230,15 +230,15 @@ def _problem_tols(problems, tol_nats: float) -> dict:
 # against at once: 5x5x5x3 0.80 against 0.99 ms, 6x6x6x4 1.10 against 1.20; 10x10x10x4 3.52
 # against 3.02, 20x20x20x4 29.3 against 26.8).
 CONCURRENT_ENTRIES = 2000
-_POOL = {"pid": None, "workers": 0, "pool": None}
+_POOL = {"pid": None, "pool": None}
 
 
-def _problem_pool(workers: int) -> ThreadPoolExecutor:
+def _problem_pool() -> ThreadPoolExecutor:
     """The thread that runs a small chunk's dearest problem while the caller's thread solves the
     others (see _Chunked): kept between calls (starting a thread costs more than a small
-    decomposition's pairs), made anew in a forked child and when more workers are asked for."""
-    if _POOL["pid"] != os.getpid() or _POOL["workers"] < workers:
-        _POOL.update(pid=os.getpid(), workers=workers, pool=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastpid"))
+    decomposition's pairs), made anew in a forked child."""
+    if _POOL["pid"] != os.getpid():
+        _POOL.update(pid=os.getpid(), pool=ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastpid"))
     return _POOL["pool"]
 
 
@@ -283,7 +283,7 @@ class _Chunked:
                 if len(problems) > 1 and stop - start < available and chunk[0].size >= CONCURRENT_ENTRIES and not _C.forked_child():
                     # the dearest (last) problem on a pool thread, the others here meanwhile: one
                     # hand-over (one per problem took 0.45 ms of a 10x10x10x4 call's 0.84 of Python)
-                    dearest = _problem_pool(1).submit(solve, problems[-1], 1)
+                    dearest = _problem_pool().submit(solve, problems[-1], 1)
                     solved = {s: solve(s, 1) for s in problems[:-1]}
                     solved[problems[-1]] = dearest.result()
                 else:
