@@ -74,3 +74,23 @@ def test_compiled_problem_resolves_each_distribution_of_a_shape(rng):
         assert status == "optimal" and value == pytest.approx(float(h_y_given_pair), abs=1e-6), family
     with pytest.raises(ValueError, match="compiled for shape"):
         problem.max_conditional_entropy(np.full((2, 2, 2), 1 / 8))
+
+
+def test_compiled_problem_solves_the_sparse_draw_clarabel_stopped_short_on():
+    # A CI draw (seed 253475116): one empty x1 row and one single-cell row. Clarabel's
+    # defaults stop at "optimal_inaccurate" on it; the fall-back regularisation solves it.
+    from fastpid.reference import CompiledProblem
+
+    P = np.zeros((4, 3, 3))
+    P[0, :, 0] = [0.07983284145208383, 0.23638396247720284, 0.19179071388550978]
+    P[1, 0, [0, 2]] = [0.22976701238647923, 0.04587704337777204]
+    P[1, 2, 2] = 0.15691033812435778
+    P[2, 1, 2] = 0.059438088296594395
+    exact = fastpid.decompose(P, tol=1e-10, base=np.e)
+    h_y_given_pair = fastpid.info.entropy(P.sum((0, 1)), base=np.e) - float(exact.redundancy + exact.unique1 + exact.unique2)
+    # Whether the defaults stop short depends on Clarabel's version and on the last bit of P;
+    # the answer with the fall-back must be right either way.
+    defaults_status = CompiledProblem(P.shape, solver_options={}).max_conditional_entropy(P)[1]
+    assert defaults_status in ("optimal", "failed: optimal_inaccurate")
+    value, status = CompiledProblem(P.shape).max_conditional_entropy(P)
+    assert status == "optimal" and value == pytest.approx(float(h_y_given_pair), abs=1e-6)

@@ -91,6 +91,13 @@ class CompiledProblem:
         cp = _cvxpy()
         n1, n2, ny = self.shape = tuple(int(v) for v in shape)
         self.solver, self.options = solver, dict(solver_options or {})
+        # Clarabel with its own defaults, then (only when the caller gave no options) a
+        # stronger static regularisation: on rare sparse draws whose zero rows leave many
+        # variables pinned at 0, the default stops at "optimal_inaccurate" and 1e-7 solves it
+        # (a re-solve with other options reuses the compiled problem).
+        self._attempts = [self.options]
+        if solver == "CLARABEL" and solver_options is None:
+            self._attempts.append({"static_regularization_constant": 1e-7})
         x1, x2, y = (a.ravel() for a in np.meshgrid(np.arange(n1), np.arange(n2), np.arange(ny), indexing="ij"))
         T = n1 * n2 * ny
         self._q = cp.Variable(T, nonneg=True)
@@ -112,13 +119,17 @@ class CompiledProblem:
             raise ValueError(f"this problem was compiled for shape {self.shape}, got {P.shape}")
         self._p1.value = P.sum(1).ravel()
         self._p2.value = P.sum(0).ravel()
-        try:
-            self._problem.solve(solver=self.solver, **self.options)
-        except cp.error.SolverError as err:
-            return math.nan, f"failed: {err}"
-        if self._problem.status != "optimal":
-            return math.nan, "failed: " + self._problem.status
-        return _conditional_entropy(self._q.value.reshape(self.shape)), "optimal"
+        status = "not solved"
+        for options in self._attempts:
+            try:
+                self._problem.solve(solver=self.solver, **options)
+            except cp.error.SolverError as err:
+                status = str(err)
+                continue
+            status = self._problem.status
+            if status == "optimal":
+                return _conditional_entropy(self._q.value.reshape(self.shape)), "optimal"
+        return math.nan, "failed: " + status
 
 
 _COMPILED = {}  # (shape, solver, options) -> CompiledProblem, for formulation="dpp"
@@ -138,7 +149,7 @@ def max_conditional_entropy_cvxpy(P, *, solver="CLARABEL", formulation="strong",
 
     ``formulation``: "strong", "common", or "dpp" (the strong program compiled once per shape
     with the marginals as parameters, see :class:`CompiledProblem`; solved with the solver's
-    own options, default tolerances unless given). Returns ``(value, status)``.
+    own options, default tolerances unless given, and a fall-back only when none are given). Returns ``(value, status)``.
     """
     cp = _cvxpy()
     P = np.asarray(P, dtype=float)
