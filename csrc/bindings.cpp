@@ -251,8 +251,13 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
   m.def(
       "union_cpu",
       [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P,
-         const py::array_t<double, py::array::c_style | py::array::forcecast>& tol, int max_iter, int threads) {
+         const py::array_t<double, py::array::c_style | py::array::forcecast>& tol, int max_iter, int threads,
+         const std::string& elimination) {
         const std::vector<int> dims = union_dims(P);
+        int how = fastpid::kUnionEliminationAuto;
+        if (elimination == "dense") how = fastpid::kUnionEliminationDense;
+        else if (elimination == "source") how = fastpid::kUnionEliminationSource;
+        else if (elimination != "auto") throw std::invalid_argument("elimination must be 'auto', 'dense' or 'source'");
         if (tol.size() != 1 && tol.size() != P.shape(0))
           throw std::invalid_argument("tol must be one number or one per distribution");
         const int64_t batch = P.shape(0);
@@ -267,7 +272,7 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
         {
           py::gil_scoped_release release;
           try {
-            fastpid::union_cpu(p, batch, dims, tols.data(), max_iter, v, b, c, it, d, threads);
+            fastpid::union_cpu(p, batch, dims, tols.data(), max_iter, v, b, c, it, d, threads, how);
           } catch (const fastpid::Interrupted&) {
             interrupted = true;
           }
@@ -275,10 +280,11 @@ PYBIND11_MODULE(FASTPID_MODULE, m) {
         if (interrupted) raise_interruption();
         return out.dict();
       },
-      py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("threads") = 0,
+      py::arg("P"), py::arg("tol"), py::arg("max_iter"), py::arg("threads") = 0, py::arg("elimination") = "auto",
       "The k-source union problem of every distribution in P (batch, n1, ..., nk, ny), normalised: max H_Q(Y | X1..Xk) "
       "in nats of a feasible coupling, its certified bound, converged, the iterations and the dual point (batch, "
-      "sum_i ni * ny; -inf where left out); tol in nats, one number or one per distribution.");
+      "sum_i ni * ny; -inf where left out); tol in nats, one number or one per distribution. elimination: how the "
+      "Newton systems are factorised ('auto': by counted cost; 'dense'; 'source': on the source with the most unknowns).");
   m.def(
       "union_team_executor",
       [](const py::array_t<double, py::array::c_style | py::array::forcecast>& P, double tol, int max_iter, int team_size,

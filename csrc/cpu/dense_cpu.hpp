@@ -101,13 +101,13 @@ inline double pivot(double d, double scale, double relative = exact_detail::kPiv
 
 // In-place Cholesky factorisation of a symmetric positive (semi)definite matrix stored
 // row-major in the lower triangle (row stride ld), unblocked; see cholesky().
-inline void cholesky_unblocked(double* A, int n, int64_t ld) {
+inline void cholesky_unblocked(double* A, int n, int64_t ld, double relative = exact_detail::kPivotRelative) {
   for (int j = 0; j < n; ++j) {
     double* rj = A + int64_t(j) * ld;
     double d = rj[j];
 #pragma omp simd reduction(- : d)
     for (int k = 0; k < j; ++k) d -= rj[k] * rj[k];
-    const double ljj = pivot(d, std::abs(rj[j]) + 1e-300);
+    const double ljj = pivot(d, std::abs(rj[j]) + 1e-300, relative);
     rj[j] = ljj;
     const double inv = 1.0 / ljj;
     for (int i = j + 1; i < n; ++i) {

@@ -143,8 +143,12 @@ void subset_entropies_cpu(const double* P, int64_t batch, const std::vector<int>
 // distribution sum_i ni * ny alphas, source by source in (xi, y) order, -inf at the entries
 // left out (P(xi, y) = 0), whose negated sum over a cell's sources is the derivative of the
 // optimal value in P(x, y) (the envelope theorem).
+// elimination: how the CPU algebra factorises the Newton systems (union_cpu.cpp): by counted
+// cost, densely, or on the source with the most unknowns.
+constexpr int kUnionEliminationAuto = 0, kUnionEliminationDense = 1, kUnionEliminationSource = 2;
 void union_cpu(const double* P, int64_t batch, const std::vector<int>& dims, const double* tol, int max_iter, double* value,
-               double* bound, uint8_t* converged, int32_t* iterations, double* dual, int num_threads);
+               double* bound, uint8_t* converged, int32_t* iterations, double* dual, int num_threads,
+               int elimination = kUnionEliminationAuto);
 
 // union_cpu's algorithm with the team algebra (union_team_algebra.hpp), run by the CPU test
 // executor: teams of team_size fibers, a simulated grid of `workers` blocks (tests).
