@@ -272,19 +272,23 @@ class _Chunked:
         try:
             for start, stop in plan:
                 chunk = normalised(chunk_float64(flat, start, stop))
-                for s in problems:
-                    if s not in self.methods:
-                        self.methods[s] = self._method_for(chunk, s, method, k)
 
                 def solve(s, threads):
+                    if s not in self.methods:
+                        self.methods[s] = self._method_for(chunk, s, method, k)
                     return max_entropy(chunk, s, tols[s], max_iter, self.methods[s], duals=duals, threads=threads,
                                        offset=start, batch_shape=batch_shape)
 
+                entropies = None
                 if len(problems) > 1 and stop - start < available and chunk[0].size >= CONCURRENT_ENTRIES and not _C.forked_child():
-                    # the dearest (last) problem on a pool thread, the others here meanwhile: one
+                    # the dearest (last) problem on a pool thread, as early as it can start, and
+                    # the others, the pairs' method choice and P's entropies here meanwhile: one
                     # hand-over (one per problem took 0.45 ms of a 10x10x10x4 call's 0.84 of Python)
+                    if problems[-1] not in self.methods:
+                        self.methods[problems[-1]] = self._method_for(chunk, problems[-1], method, k)
                     dearest = _problem_pool().submit(solve, problems[-1], 1)
                     solved = {s: solve(s, 1) for s in problems[:-1]}
+                    entropies = conditional_entropies(chunk, subsets)
                     solved[problems[-1]] = dearest.result()
                 else:
                     solved = {s: solve(s, threads) for s in problems}
@@ -295,7 +299,7 @@ class _Chunked:
                     self.iterations[start:stop] += out["iterations"]
                     if duals:
                         self.duals[s][start:stop] = out["dual"]
-                for s, h in conditional_entropies(chunk, subsets).items():
+                for s, h in (entropies or conditional_entropies(chunk, subsets)).items():
                     self.entropies[s][start:stop] = h
                 report.update(stop, plan.predicted_seconds())
         finally:
