@@ -106,3 +106,18 @@ def test_dask_decompose_three_sources_equals_in_process(rng):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
     with pytest.raises(ValueError, match="sources must be 2 or 3"):
         fastpid.dask.decompose(da.from_array(P), sources=4)
+
+
+def test_dask_estimate_three_sources_equals_in_process(rng):
+    dask = pytest.importorskip("dask")
+
+    import fastpid.dask
+
+    groups = [tuple(rng.integers(0, 3, 400) for _ in range(3)) + (rng.integers(0, 2, 400),) for _ in range(3)]
+    with dask.config.set(scheduler="threads"):
+        results = dask.compute(*fastpid.dask.estimate(groups, bias_correction=None, warn=False))
+    for got, (x1, x2, x3, y) in zip(results, groups):
+        want = fastpid.estimate(x1, x2, y, x3=x3, bias_correction=None, warn=False)
+        assert got.values == want.values and set(got.values) >= {"synergy", "shared12", "unique3"}
+    with pytest.raises(ValueError, match=r"samples\[1\].*\(x1, x2, x3, y\)"):
+        fastpid.dask.estimate([groups[0], (1, 2)])

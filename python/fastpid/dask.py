@@ -118,8 +118,9 @@ def compute(result, **compute_kwargs):
 
 def estimate(samples: Iterable, **kwargs) -> List[Any]:
     """Many independent :func:`fastpid.estimate` calls as dask tasks, one per item of
-    ``samples`` (each a tuple ``(x1, x2, y)`` of arrays, or of dask delayed objects that load
-    them, e.g. one per group or time bin): a list of ``dask.delayed`` Estimate objects, in
+    ``samples`` (each a tuple ``(x1, x2, y)``, or ``(x1, x2, x3, y)`` for three sources, of
+    arrays or of dask delayed objects that load them, e.g. one per group or time bin): a list
+    of ``dask.delayed`` Estimate objects, in
     order. ``dask.compute(*fastpid.dask.estimate(groups))`` runs them on the current scheduler
     (a ``dask.distributed`` Client, once created, is used). Keyword arguments are estimate's;
     ``threads`` (of its solves) defaults to 1 per task."""
@@ -132,10 +133,13 @@ def estimate(samples: Iterable, **kwargs) -> List[Any]:
     tasks = []
     for i, item in enumerate(samples):
         try:
-            x1, x2, y = item
+            *xs, y = item
         except (TypeError, ValueError):
-            raise ValueError(f"samples[{i}] must be a tuple (x1, x2, y)") from None
-        tasks.append(dask.delayed(estimate_one, pure=True)(x1, x2, y, **kwargs))
+            xs = ()
+        if len(xs) not in (2, 3):
+            raise ValueError(f"samples[{i}] must be a tuple (x1, x2, y) or (x1, x2, x3, y)")
+        three = {"x3": xs[2]} if len(xs) == 3 else {}
+        tasks.append(dask.delayed(estimate_one, pure=True)(xs[0], xs[1], y, **three, **kwargs))
     return tasks
 
 
