@@ -231,6 +231,48 @@ class UnionPoint {
     }
   }
 
+  // out[c * ny + y] = (add ? out[c * ny + y] : 0) + a[pos(c, i) + y] for every cell, by one
+  // thread in vectorised passes: per h < runs, the run of n_i values' blocks of len cells; with
+  // len 1 (the last source) the run is source i's alphas in order, else each value's ny alphas
+  // are tiled kTile times and added along its block. Summed over the sources in order, this
+  // is the cells' sum_i a_i(xi, y) that a loop per cell gathers with k ny scattered loads.
+  template <bool Add>
+  FASTPID_HD void broadcast(int i, const double* a, double* out) {
+    constexpr int kTile = 8;
+    const int ny = sh.ny, ni = sh.n[i];
+    const int64_t runs = sh.runs(i), len = sh.stride[i], block = len * ny, run_size = int64_t(ni) * block;
+    const double* alphas = a + sh.offset[i];
+    if (len == 1) {
+      for (int64_t h = 0; h < runs; ++h) {
+        double* o = out + h * run_size;
+        FASTPID_PRAGMA(omp simd)
+        for (int64_t e = 0; e < run_size; ++e) o[e] = Add ? o[e] + alphas[e] : alphas[e];
+      }
+      return;
+    }
+    double tile[kTile * union_detail::kMaxLabelsFolded];
+    const int64_t wide = int64_t(kTile) * ny;
+    for (int v = 0; v < ni; ++v) {
+      const double* row = alphas + int64_t(v) * ny;
+      const bool tiled = ny <= union_detail::kMaxLabelsFolded;
+      if (tiled)
+        for (int64_t j = 0; j < wide; ++j) tile[j] = row[j % ny];
+      for (int64_t h = 0; h < runs; ++h) {
+        double* o = out + h * run_size + int64_t(v) * block;
+        if (!tiled) {
+          for (int64_t e = 0; e < block; ++e) o[e] = Add ? o[e] + row[e % ny] : row[e % ny];
+          continue;
+        }
+        int64_t e = 0;
+        for (; e + wide <= block; e += wide) {
+          FASTPID_PRAGMA(omp simd)
+          for (int64_t j = 0; j < wide; ++j) o[e + j] = Add ? o[e + j] + tile[j] : tile[j];
+        }
+        for (int64_t j = 0; e + j < block; ++j) o[e + j] = Add ? o[e + j] + tile[j] : tile[j];
+      }
+    }
+  }
+
   FASTPID_HD void build(const double* P);
   FASTPID_HD void start();
   FASTPID_HD void evaluate(const double* a);
@@ -290,13 +332,22 @@ template <class Team, class Algebra>
 FASTPID_HD void UnionPoint<Team, Algebra>::evaluate(const double* a) {
   using union_detail::kNegInf;
   const int k = sh.k, ny = sh.ny;
+  if constexpr (Team::kSerial) {  // z_x(y) (-inf where an entry is left out)
+    broadcast<false>(0, a, w.soft);
+    for (int i = 1; i < k; ++i) broadcast<true>(i, a, w.soft);
+  }
   for (int64_t c = rank(); c < sh.cells; c += T()) {  // z_x(y) - max_y z_x(y), and the max in g
     double* sc = w.soft + c * ny;
     double top = kNegInf;
     for (int y = 0; y < ny; ++y) {
-      double z = 0;
-      for (int i = 0; i < k; ++i) z += a[pos(c, i) + y];
-      sc[y] = z;  // -inf where an entry is left out
+      double z;
+      if constexpr (Team::kSerial) {
+        z = sc[y];
+      } else {
+        z = 0;
+        for (int i = 0; i < k; ++i) z += a[pos(c, i) + y];
+        sc[y] = z;
+      }
       top = z > top ? z : top;
     }
     w.g[c] = top;
@@ -520,6 +571,10 @@ FASTPID_HD void UnionPoint<Team, Algebra>::direction(double target, const double
   alg.solve(t, w.rhs);
   for (int v = rank(); v < sh.full; v += T()) w.dalpha[v] = w.index[v] >= 0 ? w.rhs[w.index[v]] : 0.0;
   t.sync();
+  if constexpr (Team::kSerial) {  // each cell's sum_i dalpha_i(xi, y), into q (free again)
+    broadcast<false>(0, w.dalpha, w.q);
+    for (int i = 1; i < k; ++i) broadcast<true>(i, w.dalpha, w.q);
+  }
   for (int64_t c = rank(); c < sh.cells; c += T()) {
     if (w.g[c] == kNegInf) {
       w.ds[c] = w.dm[c] = 0.0;
@@ -527,9 +582,14 @@ FASTPID_HD void UnionPoint<Team, Algebra>::direction(double target, const double
     }
     const double* pi = w.soft + c * ny;
     double u = 0;  // (dalpha is 0 on the entries left out, where pi is 0)
-    for (int i = 0; i < k; ++i) {
-      const double* d = w.dalpha + pos(c, i);
+    if constexpr (Team::kSerial) {
+      const double* d = w.q + c * ny;
       for (int y = 0; y < ny; ++y) u += pi[y] * d[y];
+    } else {
+      for (int i = 0; i < k; ++i) {
+        const double* d = w.dalpha + pos(c, i);
+        for (int y = 0; y < ny; ++y) u += pi[y] * d[y];
+      }
     }
     const double s = w.s[c], mass = w.m[c];
     w.ds[c] = -(s + w.g[c]) - u;
