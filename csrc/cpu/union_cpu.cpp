@@ -64,6 +64,7 @@ class UnionCpuAlgebra {
       }
     z_.resize(size_t(sh.ny) * sh.ny);
     panel_.resize(size_t(dense_cpu::panel_size(order_)));
+    plan_scatter(sh);
   }
 
   void factorize(SerialTeam&, const UnionShape& sh, const int*, const int* value, const double* g, const double* m,
@@ -128,6 +129,7 @@ class UnionCpuAlgebra {
   std::vector<PairBlock> pair_blocks_;
   int64_t blocks_size_ = 0;
   std::vector<double> blocks_, z_, hess_, panel_, rest_, perm_x_;
+  std::vector<int64_t> target_;  // plan_scatter
 
   // Every cell's Z_x = m_x diag(pi_x) + (m_x / s_x - m_x) pi_x pi_x^T added to its block of
   // each pair of sources i < j; NY: the label count, or 0 for ny at run time.
@@ -253,35 +255,45 @@ class UnionCpuAlgebra {
     return false;
   }
 
-  // The pair blocks into the lower triangle of hess_ (rows row_of_), the diagonal raised by
-  // `shift` of itself. An entry of two sources lies in the lower triangle one way round.
-  void scatter(const UnionShape& sh, double shift) {
+  // Where each entry of the pair blocks goes in hess_ (row row_of_, lower triangle), -1 where
+  // nowhere (a label that is no unknown, or the upper half of a source's own block): the same
+  // for every iteration of a distribution. An entry of two sources lies in the lower triangle
+  // one way round. Every lower entry of hess_ gets at most one block entry.
+  void plan_scatter(const UnionShape& sh) {
     const int ny = sh.ny, m = order_, nn = ny * ny;
-    std::fill(hess_.begin(), hess_.end(), 0.0);
+    target_.assign(size_t(blocks_size_), -1);
     for (const PairBlock& pb : pair_blocks_) {
       const int ni = sh.n[pb.i], nj = pb.i == pb.j ? 1 : sh.n[pb.j];
       for (int a = 0; a < ni; ++a)
         for (int bj = 0; bj < nj; ++bj) {
           const int b = pb.i == pb.j ? a : bj;
-          const double* block = &blocks_[size_t(pb.offset + (int64_t(a) * pb.stride + bj) * nn)];
+          const int64_t first = pb.offset + (int64_t(a) * pb.stride + bj) * nn;
           const int* row_of = row_of_.data() + sh.offset[pb.j] + b * ny;
           const int* col_of = row_of_.data() + sh.offset[pb.i] + a * ny;
-          for (int y = 0; y < ny; ++y) {
-            const int col = col_of[y];
-            if (col < 0) continue;
+          for (int y = 0; y < ny; ++y)
             for (int y2 = 0; y2 < ny; ++y2) {
-              const int row = row_of[y2];
-              if (row < 0) continue;
+              const int row = row_of[y2], col = col_of[y];
+              if (row < 0 || col < 0) continue;
               if (row >= col)
-                hess_[size_t(row) * m + col] += block[y * ny + y2];
+                target_[size_t(first + y * ny + y2)] = int64_t(row) * m + col;
               else if (pb.i != pb.j)  // (a source's own block holds both (row, col) and (col, row))
-                hess_[size_t(col) * m + row] += block[y * ny + y2];
+                target_[size_t(first + y * ny + y2)] = int64_t(col) * m + row;
             }
-          }
         }
     }
+  }
+
+  // The pair blocks into hess_ (plan_scatter), the diagonal raised by `shift` of itself.
+  void scatter(const UnionShape&, double shift) {
+    const int m = order_;
+    std::fill(hess_.begin(), hess_.end(), 0.0);
+    double* H = hess_.data();
+    const double* blocks = blocks_.data();
+    const int64_t* target = target_.data();
+    for (int64_t t = 0; t < blocks_size_; ++t)
+      if (target[t] >= 0) H[target[t]] = blocks[t];
     if (shift > 0)
-      for (int r = 0; r < m; ++r) hess_[size_t(r) * m + r] = hess_[size_t(r) * m + r] * (1.0 + shift) + 1e-300;
+      for (int r = 0; r < m; ++r) H[size_t(r) * m + r] = H[size_t(r) * m + r] * (1.0 + shift) + 1e-300;
   }
 };
 
