@@ -14,6 +14,8 @@ reference (fastpid.reference) and MAXENT3D_PID's published timings.
   MAXENT3D_PID cannot be installed here). Goals: >= 100x CVXPY on the 10x10x10x4 histogram of
   5,000 samples; the 20x20x20x4 histogram of 10,000 samples in <= 0.4 s.
 - batch throughput of 6x6x6x4 histograms.
+- the k-source solver's eliminations of its Newton systems (dense, on a source, the automatic
+  choice), the 3-source problem alone on one thread.
 
 Writes results/three[-quick].json and results/three[-quick].png; exits non-zero when a bound is
 not honest, a gate is off, or a goal is missed.
@@ -28,6 +30,7 @@ import numpy as np
 import fastpid
 from fastpid.families import FAMILIES3, gates3
 from fastpid.result import TERMS3
+from fastpid.sources import LEAD_SHARE
 
 from .harness import RESULTS, load_json, machine, progress, table, time_call, write_json
 from .peers import solve_with_limit
@@ -139,6 +142,30 @@ def speed(rng, quick, cvxpy_limit):
     return records
 
 
+def eliminations(rng, quick):
+    """The k-source solver's two eliminations of its Newton systems (dense, or on the source
+    with the most unknowns) and the automatic choice between them by counted multiply-adds,
+    timed on the 3-source (and 5-source) problem alone, one thread, taking turns over ROUNDS
+    rounds: seconds per solve, the median over rounds of each round's median."""
+    from fastpid import _C
+
+    cases = [("hist 6x6x6x4", histogram3(rng, 6, 4, 2000)), ("hist 10x10x10x4 (5,000)", histogram3(rng, 10, 4, 5000)),
+             ("dense 5x20x8x3", rng.dirichlet(np.ones(5 * 20 * 8 * 3)).reshape(5, 20, 8, 3)),
+             ("dense 4x4x4x4x4x3 (5 sources)", rng.dirichlet(np.ones(4**5 * 3)).reshape(4, 4, 4, 4, 4, 3))]
+    if not quick:
+        cases.append(("hist 20x20x20x4 (10,000)", histogram3(rng, 20, 4, 10000)))
+    tol = 1e-7 * np.log(2) * (1 - 3 * LEAD_SHARE)  # the 3-source problem's share of decompose's default tol, nats
+    records = []
+    for label, P in cases:
+        progress(f"eliminations: {label}")
+        times = {how: [] for how in ("dense", "source", "auto")}
+        for _ in range(ROUNDS):
+            for how in times:
+                times[how].append(time_call(lambda: _C.union_cpu(P[None], tol, 500, 1, elimination=how), repeats=7, budget_s=2)["median_s"])
+        records.append({"case": label, "shape": P.shape, **{f"{how}_s": float(np.median(t)) for how, t in times.items()}})
+    return records
+
+
 def throughput(rng, batch):
     P = histogram3(rng, 6, 4, 2000, batch=batch)
     r = fastpid.decompose(P, sources=3)
@@ -214,10 +241,11 @@ def main(argv=None):
     records = speed(rng, args.quick, 60 if args.quick else 600)
     progress("batch")
     batch = throughput(rng, 200 if args.quick else 2000)
+    elimination = eliminations(rng, args.quick)
     goal = next(r for r in records if r["case"] == "hist 10x10x10x4 (5,000)")
     big = next((r for r in records if r["case"] == "hist 20x20x20x4 (10,000)"), None)
     payload.update({
-        "machine": machine(), "speed": records, "batch": batch,
+        "machine": machine(), "speed": records, "batch": batch, "eliminations": elimination,
         "goals": {"speedup_cvxpy_10": goal["speedup_cvxpy"], "speedup_goal": SPEEDUP_GOAL,
                   "seconds_20": big["fastpid_s"] if big else None, "seconds_goal": SECONDS_GOAL},
     })
@@ -238,6 +266,8 @@ def main(argv=None):
                 ["case", "fastpid", "iters", "CVXPY", "status", "x CVXPY", "MAXENT3D", "x MAXENT3D", "error"],
                 {"x CVXPY": ".0f", "x MAXENT3D": ".0f", "error": ".1e"}))
     print(f"batch: {batch['per_second']:,.0f} 6x6x6x4 histograms/s on {batch['threads']} threads")
+    print(table([{"case": r["case"], **{how: f"{r[how + '_s'] * 1e3:.3g} ms" for how in ("dense", "source", "auto")}}
+                 for r in elimination], ["case", "dense", "source", "auto"]))
     failed = []
     if max(gates.values()) > GATE_TOL:
         failed.append("a gate is off")
