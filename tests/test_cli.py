@@ -66,6 +66,16 @@ def test_file_problems_are_one_line_and_one_exit_code(tmp_path, capsys):
     assert code == EXIT_USAGE and "is not a text .csv file" in err
     code, _, err = run(capsys, "decompose", str(tmp_path / "P.txt"))
     assert code == EXIT_USAGE and "unsupported file type" in err
+    several = tmp_path / "several.npz"
+    np.savez(several, a=np.full((2, 2, 2), 1 / 8), b=np.full((2, 2, 2), 1 / 8))
+    code, _, err = run(capsys, "decompose", str(several))
+    assert code == EXIT_USAGE and "2 arrays (a, b) and none named P" in err
+    named = tmp_path / "named.npz"
+    np.savez(named, other=-np.ones((2, 2, 2)), P=np.full((2, 2, 2), 1 / 8))
+    assert run(capsys, "decompose", str(named))[0] == 0
+    alone = tmp_path / "alone.npz"
+    np.savez(alone, np.full((2, 2, 2), 1 / 8))
+    assert run(capsys, "decompose", str(alone))[0] == 0
     bad_values = tmp_path / "negative.npy"
     np.save(bad_values, -np.ones((2, 2, 2)))
     code, _, err = run(capsys, "decompose", str(bad_values))

@@ -111,6 +111,10 @@ def _load(path: str, sources: int = 2) -> np.ndarray:
         with np.load(path) as z:
             if not z.files:
                 raise UsageError(f"{path} holds no arrays")
+            if "P" not in z.files and len(z.files) > 1:  # which one is meant: never a guess
+                raise UsageError(f"{path} holds {len(z.files)} arrays ({', '.join(z.files[:5])}"
+                                 f"{', ...' if len(z.files) > 5 else ''}) and none named P: save the one to "
+                                 "decompose as P (np.savez(file, P=...)) or alone")
             return z["P" if "P" in z.files else z.files[0]]
     except UsageError:
         raise
@@ -311,7 +315,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=demo)
     p = command("decompose", "decompose P(X1,X2,Y) from a .npy/.npz array (..., n1, n2, ny) or a .csv of x1,x2,y,count rows "
                              "(with --sources 3: P(X1,X2,X3,Y), (..., n1, n2, n3, ny) or x1,x2,x3,y,count rows)")
-    p.add_argument("file", help="a .npy or .npz array of probabilities (leading axes are a batch), or a .csv of counts")
+    p.add_argument("file", help="a .npy or .npz array of probabilities (leading axes are a batch; in a .npz the array named P, "
+                                "or its only one), or a .csv of counts")
     p.add_argument("--sources", type=int, default=2, choices=[2, 3],
                    help="2 (default: BROJA's redundancy, unique and synergy) or 3 (the eight terms of the trivariate "
                         "maximum-entropy decomposition; see README 'More than two sources')")
