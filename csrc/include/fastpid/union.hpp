@@ -256,7 +256,8 @@ class UnionPoint {
       const double* row = alphas + int64_t(v) * ny;
       const bool tiled = ny <= union_detail::kMaxLabelsFolded;
       if (tiled)
-        for (int64_t j = 0; j < wide; ++j) tile[j] = row[j % ny];
+        for (int r = 0; r < kTile; ++r)
+          for (int y = 0; y < ny; ++y) tile[r * ny + y] = row[y];
       for (int64_t h = 0; h < runs; ++h) {
         double* o = out + h * run_size + int64_t(v) * block;
         if (!tiled) {
@@ -281,7 +282,7 @@ class UnionPoint {
   FASTPID_HD void certify(double& entropy, double& upper);
   FASTPID_HD void round_onto_marginals();
   FASTPID_HD void direction(double target, const double* corr);
-  FASTPID_HD double boundary_step(const double* v, const double* dv);
+  FASTPID_HD void boundary_steps(double& along_m, double& along_s);
   FASTPID_HD void step();
 };
 
@@ -598,13 +599,19 @@ FASTPID_HD void UnionPoint<Team, Algebra>::direction(double target, const double
   t.sync();
 }
 
-// Longest step up to 1 with v + step dv >= (1 - kBoundary) v over the active cells.
+// The longest steps up to 1 with m + step dm >= (1 - kBoundary) m and the same for s, over the
+// active cells, in one pass (dividing only where the bound binds).
 template <class Team, class Algebra>
-FASTPID_HD double UnionPoint<Team, Algebra>::boundary_step(const double* v, const double* dv) {
-  double step = 1.0;  // (divides only where the bound binds: v + step dv < (1 - kBoundary) v)
-  for (int64_t c = rank(); c < sh.cells; c += T())
-    if (w.g[c] != union_detail::kNegInf && union_detail::kBoundary * v[c] < -step * dv[c]) step = -union_detail::kBoundary * v[c] / dv[c];
-  return -t.max(-step);
+FASTPID_HD void UnionPoint<Team, Algebra>::boundary_steps(double& along_m, double& along_s) {
+  using union_detail::kBoundary;
+  double sm = 1.0, ss = 1.0;
+  for (int64_t c = rank(); c < sh.cells; c += T()) {
+    if (w.g[c] == union_detail::kNegInf) continue;
+    if (kBoundary * w.m[c] < -sm * w.dm[c]) sm = -kBoundary * w.m[c] / w.dm[c];
+    if (kBoundary * w.s[c] < -ss * w.ds[c]) ss = -kBoundary * w.s[c] / w.ds[c];
+  }
+  along_m = -t.max(-sm);
+  along_s = -t.max(-ss);
 }
 
 // One predictor-corrector iteration, or a recentring of the masses.
@@ -614,7 +621,8 @@ FASTPID_HD void UnionPoint<Team, Algebra>::step() {
   alg.factorize(t, sh, w.index, w.value, w.g, w.m, w.s, w.soft);
   const double mu0 = mu();
   direction(0.0, nullptr);  // the predictor
-  const double am = boundary_step(w.m, w.dm), as = boundary_step(w.s, w.ds);
+  double am, as;
+  boundary_steps(am, as);
   double total = 0;
   for (int64_t c = rank(); c < sh.cells; c += T())
     if (w.g[c] != kNegInf) total += (w.m[c] + am * w.dm[c]) * (w.s[c] + as * w.ds[c]);
@@ -624,7 +632,9 @@ FASTPID_HD void UnionPoint<Team, Algebra>::step() {
   for (int64_t c = rank(); c < sh.cells; c += T()) w.corr[c] = w.dm[c] * w.ds[c];  // Mehrotra's second-order term
   t.sync();
   direction(dmax(sigma * mu0, mu_floor_), w.corr);  // the corrector
-  double step = dmin(boundary_step(w.m, w.dm), boundary_step(w.s, w.ds));
+  double step_m, step_s;
+  boundary_steps(step_m, step_s);
+  double step = dmin(step_m, step_s);
   // Trust region on the alphas: logsumexp is linear only over moderate moves, and the Newton
   // step of an alpha that carries a tiny probability can be huge.
   double move = 0;
