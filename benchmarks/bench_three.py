@@ -16,6 +16,8 @@ reference (fastpid.reference) and MAXENT3D_PID's published timings.
 - batch throughput of 6x6x6x4 histograms.
 - the k-source solver's eliminations of its Newton systems (dense, on a source, the automatic
   choice), the 3-source problem alone on one thread.
+- the 3-source problem on the harshest family lifted to four axes (harsh_sweep), 3,000 draws
+  per seed: how many stop short of tol 1e-10 nats and of the default.
 
 Writes results/three[-quick].json and results/three[-quick].png; exits non-zero when a bound is
 not honest, a gate is off, or a goal is missed.
@@ -166,6 +168,34 @@ def eliminations(rng, quick):
     return records
 
 
+def harsh_sweep(seeds, draws):
+    """The 3-source problem (union_cpu, as decompose(sources=3) runs it) on the harshest family
+    lifted to 4 axes (1 to 4 values each, entries from {0, 1e-12, 1e-9, 1e-6, 0.5, 1} times a
+    uniform factor), at tol 1e-10 nats and at decompose's default share (5/8 of 1e-7 bits):
+    per seed, the draws and those that stop short, with their largest bound (nats)."""
+    from fastpid import _C
+
+    default = 1e-7 * np.log(2) * (1 - 3 * LEAD_SHARE)
+    records = []
+    for seed in range(1, seeds + 1):
+        rng = np.random.default_rng(seed)
+        record = {"seed": seed, "draws": 0, "short_tight": 0, "worst_tight": 0.0, "short_default": 0, "worst_default": 0.0}
+        for _ in range(draws):
+            shape = tuple(int(v) for v in rng.integers(1, 5, 4))
+            w = rng.choice([0.0, 1e-9, 1e-12, 1e-6, 1.0, 0.5], size=shape) * rng.random(shape)
+            if w.sum() == 0:
+                continue
+            P = (w / w.sum())[None]
+            record["draws"] += 1
+            for name, tol in (("tight", 1e-10), ("default", default)):
+                out = _C.union_cpu(P, tol, 400, 1)
+                if not out["converged"][0]:
+                    record[f"short_{name}"] += 1
+                    record[f"worst_{name}"] = max(record[f"worst_{name}"], float(out["bound"][0]))
+        records.append(record)
+    return records
+
+
 def throughput(rng, batch):
     P = histogram3(rng, 6, 4, 2000, batch=batch)
     r = fastpid.decompose(P, sources=3)
@@ -242,10 +272,12 @@ def main(argv=None):
     progress("batch")
     batch = throughput(rng, 200 if args.quick else 2000)
     elimination = eliminations(rng, args.quick)
+    progress("harsh family, 3-source problem")
+    harsh = harsh_sweep(2 if args.quick else 6, 3000)
     goal = next(r for r in records if r["case"] == "hist 10x10x10x4 (5,000)")
     big = next((r for r in records if r["case"] == "hist 20x20x20x4 (10,000)"), None)
     payload.update({
-        "machine": machine(), "speed": records, "batch": batch, "eliminations": elimination,
+        "machine": machine(), "speed": records, "batch": batch, "eliminations": elimination, "harsh": harsh,
         "goals": {"speedup_cvxpy_10": goal["speedup_cvxpy"], "speedup_goal": SPEEDUP_GOAL,
                   "seconds_20": big["fastpid_s"] if big else None, "seconds_goal": SECONDS_GOAL},
     })
@@ -268,6 +300,9 @@ def main(argv=None):
     print(f"batch: {batch['per_second']:,.0f} 6x6x6x4 histograms/s on {batch['threads']} threads")
     print(table([{"case": r["case"], **{how: f"{r[how + '_s'] * 1e3:.3g} ms" for how in ("dense", "source", "auto")}}
                  for r in elimination], ["case", "dense", "source", "auto"]))
+    print(f"harsh family: of {sum(r['draws'] for r in harsh):,} draws, short at 1e-10 nats "
+          f"{sum(r['short_tight'] for r in harsh)} (per seed {[r['short_tight'] for r in harsh]}, largest bound "
+          f"{max(r['worst_tight'] for r in harsh):.2g}), at the default tol {sum(r['short_default'] for r in harsh)}")
     failed = []
     if max(gates.values()) > GATE_TOL:
         failed.append("a gate is off")
