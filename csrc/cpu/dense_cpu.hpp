@@ -205,7 +205,9 @@ inline void factor_panel_below(double* P, int64_t ldp, int b, int i0, int i1, co
 }
 
 // `panel` holds panel_size(n) doubles; `relative`: the pivot rule's threshold (pivot()).
-inline void cholesky(double* A, int n, double* panel, int threads = 1, double relative = exact_detail::kPivotRelative) {
+inline void cholesky(double* A, int n, double* panel, int threads = 1, double relative = exact_detail::kPivotRelative,
+                     int64_t ld = 0) {
+  if (ld == 0) ld = n;  // A's row stride (a trailing block of a larger matrix: its row length)
   const int block = n >= kLargeOrder ? kBlockLarge : kBlock;
   double scale[kBlockLarge], inv[kBlockLarge];
   for (int j0 = 0; j0 < n; j0 += block) {
@@ -213,9 +215,9 @@ inline void cholesky(double* A, int n, double* panel, int threads = 1, double re
     // Row c of the panel: column j0 + c from row j0 on (b entries of the diagonal block, then
     // the m rows below it, padded so that the syrk can read whole tiles).
     const int64_t ldp = b + padded(m);
-    double* top = A + int64_t(j0) * n + j0;
+    double* top = A + int64_t(j0) * ld + j0;
     for (int i = 0; i < rows; ++i) {
-      const double* ai = top + int64_t(i) * n;
+      const double* ai = top + int64_t(i) * ld;
       for (int c = 0; c <= std::min(i, b - 1); ++c) panel[c * ldp + i] = ai[c];
     }
     for (int c = 0; c < b; ++c) scale[c] = std::abs(panel[c * ldp + c]) + 1e-300;
@@ -234,10 +236,10 @@ inline void cholesky(double* A, int n, double* panel, int threads = 1, double re
       factor_panel_below(panel, ldp, b, b, b + below, scale, inv);
     }
     for (int i = 0; i < rows; ++i) {
-      double* ai = top + int64_t(i) * n;
+      double* ai = top + int64_t(i) * ld;
       for (int c = 0; c <= std::min(i, b - 1); ++c) ai[c] = panel[c * ldp + i];
     }
-    if (m > 0) syrk_lower_sub(panel + b, b, m, ldp, top + int64_t(b) * n + b, n, threads);
+    if (m > 0) syrk_lower_sub(panel + b, b, m, ldp, top + int64_t(b) * ld + b, ld, threads);
   }
 }
 

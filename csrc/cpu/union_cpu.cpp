@@ -128,7 +128,7 @@ class UnionCpuAlgebra {
   std::vector<int> groups_;     // the eliminated source's diagonal blocks: first rows, then E
   std::vector<PairBlock> pair_blocks_;
   int64_t blocks_size_ = 0;
-  std::vector<double> blocks_, z_, hess_, panel_, rest_, perm_x_;
+  std::vector<double> blocks_, z_, hess_, panel_, perm_x_;
   std::vector<int64_t> target_;  // plan_scatter
 
   // Every cell's Z_x = m_x diag(pi_x) + (m_x / s_x - m_x) pi_x pi_x^T added to its block of
@@ -192,7 +192,6 @@ class UnionCpuAlgebra {
       if (index[v] >= 0 && perm_[index[v]] < 0) perm_[index[v]] = next, row_of_[v] = next++;
     hess_.resize(size_t(order_) * order_);
     perm_x_.resize(size_t(order_));
-    rest_.resize(eliminated_ > 0 ? size_t(order_ - eliminated_) * (order_ - eliminated_) : 0);
   }
 
   // hess_ (its lower triangle) into its Cholesky factor, by the planned elimination.
@@ -234,13 +233,9 @@ class UnionCpuAlgebra {
       for (int c = 0; c < E; ++c) h[c] = X[c * ldp + r];
     }
     // The Schur complement of the others, rest -= L21 L21^T, factorised densely.
-    double* S = rest_.data();
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c <= r; ++c) S[int64_t(r) * R + c] = H[int64_t(E + r) * m + E + c];
-    dense_cpu::syrk_lower_sub(X, E, R, ldp, S, R);
-    dense_cpu::cholesky(S, R, panel_.data(), 1, 0.0);
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c <= r; ++c) H[int64_t(E + r) * m + E + c] = S[int64_t(r) * R + c];
+    double* S = H + int64_t(E) * m + E;  // the others' block, row stride m
+    dense_cpu::syrk_lower_sub(X, E, R, ldp, S, m);
+    dense_cpu::cholesky(S, R, panel_.data(), 1, 0.0, m);
   }
 
   const PairBlock& pair(int i, int j) const {
