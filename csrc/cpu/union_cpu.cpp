@@ -117,7 +117,6 @@ class UnionCpuAlgebra {
     for (int p = 0; p < order_; ++p) x[p] = y[perm_[p]];
   }
 
-  bool eliminates_a_source() const { return eliminated_ > 0; }
 
  private:
   int elimination_;
@@ -232,7 +231,7 @@ class UnionCpuAlgebra {
       double* h = H + int64_t(E + r) * m;
       for (int c = 0; c < E; ++c) h[c] = X[c * ldp + r];
     }
-    // The Schur complement of the others, rest -= L21 L21^T, factorised densely.
+    // The Schur complement of the others, S -= L21 L21^T in place, factorised densely.
     double* S = H + int64_t(E) * m + E;  // the others' block, row stride m
     dense_cpu::syrk_lower_sub(X, E, R, ldp, S, m);
     dense_cpu::cholesky(S, R, panel_.data(), 1, 0.0, m);
