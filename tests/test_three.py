@@ -169,6 +169,13 @@ def test_bad_input_is_refused_with_reasons():
     many[0, ..., 0] = 1 / 20000
     with pytest.raises(ValueError, match=r"P\[1\] \(batch index 1\): the 3-source problem's Newton system would have order 8,282"):
         fastpid.union_information(many, sources=3, max_iter=0)
+    # the same check on a tensor, as the CUDA path runs it before its launch
+    torch = pytest.importorskip("torch")
+    from fastpid.sources import check_newton_order
+
+    with pytest.raises(ValueError, match=r"P\[1\] \(batch index 1\): the 3-source problem's Newton system would have order 8,282"):
+        check_newton_order(torch.from_numpy(many), range(3), 0, (2,))
+    check_newton_order(torch.from_numpy(many[:1]), range(3))  # 202: allowed
 
 
 def test_bound_is_honest_against_the_cvxpy_reference():

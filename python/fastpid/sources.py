@@ -35,8 +35,9 @@ from .result import TERMS3, PID3Result, UnionResult
 # cap is the bivariate "exact" one (_solve.DEFAULT_MAX_ITER).
 UNION_MAX_ITER = 200
 # The k-source solver's Newton system is dense, of order sum_i (values of Xi with P(xi, y) > 0
-# over the labels y): it holds two matrices of order^2 doubles per thread (1 GiB at 8192) and
-# factorises one (order^3 / 3 multiply-adds) per iteration.
+# over the labels y): per thread it holds the matrix (order^2 doubles, 512 MiB at 8192) and, on
+# the CPU, its pair blocks with their places in it (up to about as much again), and factorises
+# it (order^3 / 3 multiply-adds) per iteration.
 UNION_MAX_ORDER = 8192
 # The most sources the native k-source solver takes (kMaxSources, union.hpp).
 MAX_SOURCES = 8
@@ -59,16 +60,34 @@ def _check_sources(sources, ndim: int, *, most: Optional[int] = None) -> int:
     return sources
 
 
-def newton_order(chunk: np.ndarray, subset) -> np.ndarray:
-    """Per distribution of ``chunk`` (batch, n1, ..., nk, ny): the number of entries (i, xi, y)
-    with P(xi, y) > 0 over the sources i in ``subset``, the order of the k-source solver's
-    Newton system (less its gauge)."""
+def newton_order(chunk, subset):
+    """Per distribution of ``chunk`` (batch, n1, ..., nk, ny; numpy or torch): the number of
+    entries (i, xi, y) with P(xi, y) > 0 over the sources i in ``subset``, the order of the
+    k-source solver's Newton system (less its gauge)."""
     k = chunk.ndim - 2
-    order = np.zeros(len(chunk), dtype=np.int64)
+    order = 0
     for i in subset:
         axes = tuple(1 + j for j in range(k) if j != i)
-        order += np.count_nonzero(chunk.sum(axis=axes) > 0, axis=(1, 2))
+        order = order + (chunk.sum(axes) > 0).sum((1, 2))
     return order
+
+
+def check_newton_order(chunk, subset, offset: int = 0, batch_shape=()) -> None:
+    """Refuses a chunk (numpy or torch) of which a distribution's k-source Newton system would
+    exceed UNION_MAX_ORDER, naming it (``offset``: the chunk's first batch index), before any
+    work; counting the (xi, y) that occur costs a pass over P, so only where the order's bound
+    sum_i n_i ny is above the limit."""
+    if sum(chunk.shape[1 + i] for i in subset) * chunk.shape[-1] <= UNION_MAX_ORDER or len(chunk) == 0:
+        return
+    order = newton_order(chunk, subset)
+    i = int(order.argmax())
+    if int(order[i]) > UNION_MAX_ORDER:
+        from ._backend import _batch_index
+
+        raise ValueError(
+            f"{_batch_index(offset + i, batch_shape)} (batch index {offset + i}): the {len(subset)}-source problem's Newton "
+            f"system would have order {int(order[i]):,} (the pairs (source, value, label) with P(xi, y) > 0), more than "
+            f"{UNION_MAX_ORDER:,}: it needs about 16 * order^2 bytes per thread; use fewer values per source or fewer labels")
 
 
 def max_entropy(chunk: np.ndarray, subset, tol_nats: float, max_iter: Optional[int], method: str, *,
@@ -90,17 +109,7 @@ def max_entropy(chunk: np.ndarray, subset, tol_nats: float, max_iter: Optional[i
             out["dual"] = np.concatenate([out.pop("dual1").reshape(len(marginal), -1),
                                           out.pop("dual2").reshape(len(marginal), -1)], axis=1)
         return out
-    # the order's bound sum_i n_i ny first: counting the (xi, y) that occur costs a pass over P
-    bound = sum(chunk.shape[1 + i] for i in subset) * chunk.shape[-1]
-    order = newton_order(chunk, subset) if bound > UNION_MAX_ORDER else np.zeros(0, dtype=np.int64)
-    if len(order) and order.max() > UNION_MAX_ORDER:
-        from ._backend import _batch_index
-
-        i = int(np.argmax(order))
-        raise ValueError(
-            f"{_batch_index(offset + i, batch_shape)} (batch index {offset + i}): the {len(subset)}-source problem's Newton "
-            f"system would have order {int(order[i]):,} (the pairs (source, value, label) with P(xi, y) > 0), more than "
-            f"{UNION_MAX_ORDER:,}: it needs 16 * order^2 bytes per thread; use fewer values per source or fewer labels")
+    check_newton_order(chunk, subset, offset, batch_shape)
     out = _C.union_cpu(marginal, np.broadcast_to(np.asarray(tol_nats, dtype=np.float64), (len(marginal),)),
                        UNION_MAX_ITER if max_iter is None else int(max_iter), threads)
     if not duals:
@@ -190,11 +199,7 @@ def _union_cuda(p, tol_nats: float, max_iter: Optional[int], batch_shape):
     import torch
 
     batch, dims = len(p), tuple(int(n) for n in p.shape[1:])
-    order = sum(int(((p.sum(dim=tuple(1 + j for j in range(len(dims) - 1) if j != i)) > 0).sum(dim=(1, 2))).max())
-                for i in range(len(dims) - 1)) if batch else 0
-    if order > UNION_MAX_ORDER:
-        raise ValueError(f"P: the {len(dims) - 1}-source problem's Newton system would have order {order:,}, more than "
-                         f"{UNION_MAX_ORDER:,}: use fewer values per source or fewer labels")
+    check_newton_order(p, range(len(dims) - 1), 0, batch_shape)
     with torch.cuda.device(p.device):
         empty = lambda *shape, dtype=torch.float64: torch.empty(shape, dtype=dtype, device=p.device)  # noqa: E731
         full = sum(dims[:-1]) * dims[-1]
