@@ -28,9 +28,10 @@ from .result import MEASURES, MEASURES3, PID3Result, PIDResult
 
 
 def _layout(sources: int):
-    """(result class, its measures) of decompose with ``sources``: a task's output columns are
-    the measures, then converged and iterations."""
-    return (PID3Result, MEASURES3) if sources == 3 else (PIDResult, MEASURES)
+    """(result class, its measures, a task's output columns: the measures, then converged and
+    iterations) of decompose with ``sources``."""
+    result_class, measures = (PID3Result, MEASURES3) if sources == 3 else (PIDResult, MEASURES)
+    return result_class, measures, measures + ("converged", "iterations")
 
 
 def _dask_array():
@@ -48,7 +49,7 @@ def _solve_block(block: np.ndarray, kwargs: dict) -> np.ndarray:
     from .core import decompose
 
     r = decompose(block, **kwargs)
-    columns = _layout(kwargs.get("sources", 2))[1] + ("converged", "iterations")
+    columns = _layout(kwargs.get("sources", 2))[2]
     return np.stack([np.asarray(getattr(r, name), dtype=np.float64) for name in columns], axis=-1)[..., None, :]
 
 
@@ -86,8 +87,7 @@ def decompose(P: Any, **kwargs):
         raise ValueError(f"P must be a real numeric array, got dtype {P.dtype}")
     nd = P.ndim
     P = P.rechunk({axis: -1 for axis in range(nd - core, nd)})
-    result_class, measures = _layout(sources)
-    columns = measures + ("converged", "iterations")
+    result_class, measures, columns = _layout(sources)
     from ._backend import unit_of
 
     unit, _ = unit_of(kwargs.get("base", 2))
@@ -110,8 +110,7 @@ def compute(result, **compute_kwargs):
     field computed in one pass over the input (``dask.compute``; keyword arguments go to it)."""
     import dask
 
-    result_class, measures = _layout(3 if isinstance(result, PID3Result) else 2)
-    names = measures + ("converged", "iterations")
+    result_class, _, names = _layout(3 if isinstance(result, PID3Result) else 2)
     values = dask.compute(*(getattr(result, name) for name in names), **compute_kwargs)
     return result_class(**dict(zip(names, values)), unit=result.unit, method=result.method)
 
