@@ -193,8 +193,7 @@ def decompose_file(args) -> int:
         r = decompose(P, method=args.method, tol=args.tol, normalize=normalize, base=2 if args.unit == "bits" else np.e,
                       threads=args.threads, sources=args.sources)
     except ValueError as err:  # in the command's own terms
-        raise UsageError(f"{args.file}: " + str(err).replace("pass normalize=True", "pass --normalize")
-                         .replace("return_coupling is not available with sources=3", "")) from None
+        raise UsageError(f"{args.file}: " + str(err).replace("pass normalize=True", "pass --normalize")) from None
     if args.json:
         json.dump(r.to_dict(), sys.stdout, indent=2)
         print()
